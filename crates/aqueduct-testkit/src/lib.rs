@@ -1,0 +1,17 @@
+//! aqueduct-testkit: test doubles shared by the tests of every aqueduct crate.
+//!
+//! - [`Flaky`]: an operation that fails a set number of times, then succeeds.
+//! - [`with_latency`]: delays a future by a fixed time (use it on paused tokio time).
+//! - [`DropCounter`] and [`DropGuard`]: prove that futures, items and resources were dropped.
+//! - [`CallCounter`]: counts calls and tracks how many are in flight at once.
+//! - [`postgres`]: finds the PostgreSQL that `cargo xtask test` provides.
+#![forbid(unsafe_code)]
+
+mod counters;
+mod flaky;
+mod latency;
+pub mod postgres;
+
+pub use crate::counters::{CallCounter, DropCounter, DropGuard, InFlight};
+pub use crate::flaky::{Flaky, FlakyError};
+pub use crate::latency::{Latency, with_latency};
