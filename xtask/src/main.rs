@@ -1,1 +1,137 @@
-fn main() {}
+//! `cargo xtask`: the project's automation — test, lint, bench, ci — so that local runs match CI.
+
+mod bench;
+mod command;
+mod postgres;
+#[cfg(test)]
+mod tidy;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test                         every test: nextest (or cargo test), the bb8/all-features runs, doc tests, tidy;
+                               PostgreSQL is provided (DATABASE_URL, the local server, or a throw-away cluster)
+  lint                         cargo fmt --check, clippy -D warnings on all targets and features, rustdoc -D warnings
+  bench [CONCERN..] [--quick]  run the criterion benches side by side with the peers; writes
+                               target/bench-report/summary.json and regenerates docs/benchmarks.md
+  bench --check                only compile the benches
+  ci                           lint, test, bench --check
+";
+
+fn main() -> anyhow::Result<()> {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let root = project_root()?;
+    std::env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))?;
+    let Some((command, rest)) = arguments.split_first() else {
+        eprint!("{USAGE}");
+        bail!("no command given");
+    };
+    match command.as_str() {
+        "test" => run_tests(rest),
+        "lint" => lint(rest),
+        "bench" => bench::run(&bench::Options::parse(rest)?),
+        "ci" => {
+            lint(&[])?;
+            run_tests(&[])?;
+            bench::run(&bench::Options::check_only())
+        }
+        "help" | "--help" | "-h" => {
+            eprint!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprint!("{USAGE}");
+            bail!("unknown command `{other}`")
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest folder.
+fn project_root() -> anyhow::Result<PathBuf> {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .context("xtask lives one level below the workspace root")
+}
+
+/// `cargo xtask test`: every test of the workspace with PostgreSQL provided.
+fn run_tests(arguments: &[String]) -> anyhow::Result<()> {
+    if let Some(unknown) = arguments.first() {
+        bail!("`cargo xtask test` takes no arguments, got `{unknown}`");
+    }
+    let database = postgres::provide()?;
+    eprintln!("xtask: PostgreSQL for the tests: {}", database.description());
+    let env = [("DATABASE_URL", database.url())];
+
+    let nextest = command::succeeds(&command::cargo(&["nextest", "--version"]));
+    let runner: &[&str] = if nextest {
+        &["nextest", "run", "--no-fail-fast", "--workspace", "--exclude", "benches"]
+    } else {
+        eprintln!("xtask: cargo-nextest is not installed; using cargo test");
+        &["test", "--no-fail-fast", "--workspace", "--exclude", "benches"]
+    };
+    let mut failures = Vec::new();
+    command::step(&mut failures, "tests (default features)", command::cargo(runner).envs(env));
+
+    // Crates with optional features (for example the pool's bb8 backend) run again with all of them.
+    for package in command::packages_with_features()? {
+        let mut arguments = runner[..2].to_vec();
+        arguments.extend(["--no-fail-fast", "--package", &package, "--all-features"]);
+        command::step(
+            &mut failures,
+            &format!("tests of {package} (all features)"),
+            command::cargo(&arguments).envs(env),
+        );
+    }
+
+    let doc_tests = [
+        "test",
+        "--doc",
+        "--workspace",
+        "--exclude",
+        "benches",
+        "--exclude",
+        "xtask",
+        "--all-features",
+    ];
+    command::step(&mut failures, "doc tests", command::cargo(&doc_tests).envs(env));
+    command::finish(&failures)
+}
+
+/// `cargo xtask lint`: formatting, clippy and rustdoc, all with warnings denied.
+fn lint(arguments: &[String]) -> anyhow::Result<()> {
+    if let Some(unknown) = arguments.first() {
+        bail!("`cargo xtask lint` takes no arguments, got `{unknown}`");
+    }
+    let mut failures = Vec::new();
+    command::step(
+        &mut failures,
+        "cargo fmt --check",
+        &mut command::cargo(&["fmt", "--all", "--check"]),
+    );
+    let clippy =
+        ["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"];
+    command::step(&mut failures, "clippy", &mut command::cargo(&clippy));
+    let doc = [
+        "doc",
+        "--workspace",
+        "--no-deps",
+        "--all-features",
+        "--exclude",
+        "benches",
+        "--exclude",
+        "xtask",
+    ];
+    command::step(
+        &mut failures,
+        "rustdoc",
+        command::cargo(&doc).env("RUSTDOCFLAGS", "-D warnings"),
+    );
+    command::finish(&failures)
+}
