@@ -26,9 +26,15 @@ pub fn is_quick() -> bool {
 pub fn criterion() -> Criterion {
     let criterion = Criterion::default().configure_from_args();
     if is_quick() {
-        criterion.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1)).sample_size(10)
+        criterion
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(1))
+            .sample_size(10)
     } else {
-        criterion.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(30)
+        criterion
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3))
+            .sample_size(30)
     }
 }
 
@@ -52,7 +58,10 @@ pub fn multi_thread_runtime() -> tokio::runtime::Runtime {
 ///
 /// When the runtime cannot be built.
 pub fn current_thread_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a current-thread runtime builds")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds")
 }
 
 /// Records a figure criterion cannot measure, such as `polls_per_admission` or `p99_ns`.

@@ -156,7 +156,9 @@ impl Deadline {
     /// ```
     pub fn clamp(own: Option<Instant>) -> Option<Self> {
         match (own, current_deadline()) {
-            (Some(own), Some(ambient)) if ambient < own => Some(Self { at: ambient, ambient: true }),
+            (Some(own), Some(ambient)) if ambient < own => {
+                Some(Self { at: ambient, ambient: true })
+            }
             (Some(own), _) => Some(Self::own(own)),
             (None, Some(ambient)) => Some(Self { at: ambient, ambient: true }),
             (None, None) => None,

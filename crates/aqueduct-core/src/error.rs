@@ -397,14 +397,19 @@ impl<E> Error<E> {
     /// let error: Error<&str> = Error::Full { capacity: 4 };
     /// assert_eq!(error.transience_with(|_| Transience::Permanent), Transience::Transient);
     /// ```
-    pub fn transience_with(&self, mut classify_operation: impl FnMut(&E) -> Transience) -> Transience {
+    pub fn transience_with(
+        &self,
+        mut classify_operation: impl FnMut(&E) -> Transience,
+    ) -> Transience {
         self.transience_by(&mut classify_operation)
     }
 
     fn transience_by(&self, classify_operation: &mut impl FnMut(&E) -> Transience) -> Transience {
         match self {
             Self::Operation(error) => classify_operation(error),
-            Self::Elapsed { .. } | Self::RateLimited { .. } | Self::Full { .. } => Transience::Transient,
+            Self::Elapsed { .. } | Self::RateLimited { .. } | Self::Full { .. } => {
+                Transience::Transient
+            }
             Self::Closed { reconnecting: true } => Transience::Transient,
             Self::Closed { reconnecting: false }
             | Self::Cancelled
@@ -413,7 +418,9 @@ impl<E> Error<E> {
             | Self::ContractViolation { .. } => Transience::Permanent,
             Self::Aggregate(aggregate) => {
                 let all_transient = !aggregate.is_empty()
-                    && aggregate.iter().all(|(_, error)| error.transience_by(classify_operation).is_transient());
+                    && aggregate
+                        .iter()
+                        .all(|(_, error)| error.transience_by(classify_operation).is_transient());
                 if all_transient { Transience::Transient } else { Transience::Permanent }
             }
         }
@@ -449,13 +456,20 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Self::Panicked { index: Some(index), message } => {
                 write!(formatter, "task {index} panicked: {message}")
             }
-            Self::Panicked { index: None, message } => write!(formatter, "task panicked: {message}"),
+            Self::Panicked { index: None, message } => {
+                write!(formatter, "task panicked: {message}")
+            }
             Self::Exhausted { attempts, elapsed, reason, .. } => {
                 let plural = if *attempts == 1 { "" } else { "s" };
-                write!(formatter, "gave up after {attempts} attempt{plural} in {elapsed:?}: {reason}")
+                write!(
+                    formatter,
+                    "gave up after {attempts} attempt{plural} in {elapsed:?}: {reason}"
+                )
             }
             Self::Aggregate(aggregate) => fmt::Display::fmt(aggregate, formatter),
-            Self::ContractViolation { message } => write!(formatter, "contract violation: {message}"),
+            Self::ContractViolation { message } => {
+                write!(formatter, "contract violation: {message}")
+            }
         }
     }
 }
@@ -470,7 +484,9 @@ where
             Self::Operation(error) => error.source(),
             Self::Elapsed { last_error: Some(last), .. } => Some(last),
             Self::Exhausted { last_error: Some(last), .. } => Some(last.as_ref()),
-            Self::Aggregate(aggregate) => aggregate.first().map(|(_, error)| error as &(dyn StdError + 'static)),
+            Self::Aggregate(aggregate) => {
+                aggregate.first().map(|(_, error)| error as &(dyn StdError + 'static))
+            }
             _ => None,
         }
     }

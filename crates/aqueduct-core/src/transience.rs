@@ -96,12 +96,12 @@ pub trait Classify {
 impl Classify for io::Error {
     fn transience(&self) -> Transience {
         use io::ErrorKind::{
-            ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted, NotConnected, TimedOut,
-            UnexpectedEof, WouldBlock,
+            ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted, NotConnected,
+            TimedOut, UnexpectedEof, WouldBlock,
         };
         match self.kind() {
-            ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted | NotConnected
-            | TimedOut | UnexpectedEof | WouldBlock => Transience::Transient,
+            ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
+            | NotConnected | TimedOut | UnexpectedEof | WouldBlock => Transience::Transient,
             _ => Transience::Permanent,
         }
     }

@@ -28,7 +28,8 @@ async fn nesting_takes_the_earlier_deadline() {
     let inner_later = with_deadline(early, with_deadline(late, async { current_deadline() })).await;
     assert_eq!(inner_later, Some(early));
 
-    let inner_earlier = with_deadline(late, with_deadline(early, async { current_deadline() })).await;
+    let inner_earlier =
+        with_deadline(late, with_deadline(early, async { current_deadline() })).await;
     assert_eq!(inner_earlier, Some(early));
 
     // A future built outside any scope still obeys the scope it is polled in.
@@ -58,11 +59,13 @@ async fn clamp_reports_which_deadline_won() {
     let now = Instant::now();
     let own = now + Duration::from_secs(2);
     assert_eq!(Deadline::clamp(Some(own)), Some(Deadline::own(own)));
-    let clamped = with_deadline(now + Duration::from_secs(1), async { Deadline::clamp(Some(own)) }).await;
+    let clamped =
+        with_deadline(now + Duration::from_secs(1), async { Deadline::clamp(Some(own)) }).await;
     let clamped = clamped.expect("a deadline is in force");
     assert!(clamped.is_ambient());
     assert_eq!(clamped.at(), now + Duration::from_secs(1));
-    let later_ambient = with_deadline(now + Duration::from_secs(9), async { Deadline::clamp(Some(own)) }).await;
+    let later_ambient =
+        with_deadline(now + Duration::from_secs(9), async { Deadline::clamp(Some(own)) }).await;
     assert_eq!(later_ambient, Some(Deadline::own(own)));
     let only_ambient = with_deadline(own, async { Deadline::clamp(None) }).await;
     assert_eq!(only_ambient.map(|deadline| deadline.is_ambient()), Some(true));
@@ -87,7 +90,8 @@ async fn concurrent_tasks_do_not_see_each_others_deadline() {
 
 #[test]
 fn a_panicking_poll_restores_the_enclosing_deadline() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build();
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build();
     let runtime = runtime.expect("a runtime builds");
     runtime.block_on(async {
         let at = Instant::now() + Duration::from_secs(1);
@@ -101,7 +105,9 @@ fn a_panicking_poll_restores_the_enclosing_deadline() {
 async fn futures_catch_unwind<F: Future>(future: F) -> std::thread::Result<F::Output> {
     let mut future = std::pin::pin!(future);
     std::future::poll_fn(|context| {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(context))) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            future.as_mut().poll(context)
+        })) {
             Ok(std::task::Poll::Ready(value)) => std::task::Poll::Ready(Ok(value)),
             Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
             Err(payload) => std::task::Poll::Ready(Err(payload)),

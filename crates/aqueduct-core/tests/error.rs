@@ -31,7 +31,10 @@ fn messages_are_lowercase_and_do_not_repeat_the_source() {
             reason: StopReason::Attempts,
             last_error: Some(Box::new(Error::Operation(io_error(io::ErrorKind::ConnectionReset)))),
         },
-        Error::Aggregate(Aggregate::new(vec![(4, Error::Operation(io_error(io::ErrorKind::Other)))])),
+        Error::Aggregate(Aggregate::new(vec![(
+            4,
+            Error::Operation(io_error(io::ErrorKind::Other)),
+        )])),
         Error::ContractViolation { message: "expected 3 outputs, got 2".into() },
     ];
     for error in &cases {
@@ -55,8 +58,10 @@ fn source_chains_to_the_last_error() {
     assert_eq!(source.to_string(), "connection dropped");
     assert_eq!(error.to_string(), "gave up after 2 attempts in 5ms: deadline reached");
 
-    let aggregate: Error<io::Error> =
-        Error::Aggregate(Aggregate::new(vec![(2, Error::Cancelled), (0, Error::Full { capacity: 1 })]));
+    let aggregate: Error<io::Error> = Error::Aggregate(Aggregate::new(vec![
+        (2, Error::Cancelled),
+        (0, Error::Full { capacity: 1 }),
+    ]));
     assert_eq!(aggregate.source().map(ToString::to_string), Some("cancelled".to_owned()));
     assert_eq!(aggregate.to_string(), "2 operations failed, first at index 2");
 }
@@ -115,7 +120,10 @@ fn classification_follows_the_documented_table() {
         Error::Cancelled,
         Error::Panicked { index: None, message: String::new() },
         Error::ContractViolation { message: "wrong".into() },
-        Error::Aggregate(Aggregate::new(vec![(0, Error::Full { capacity: 1 }), (1, Error::Cancelled)])),
+        Error::Aggregate(Aggregate::new(vec![
+            (0, Error::Full { capacity: 1 }),
+            (1, Error::Cancelled),
+        ])),
         Error::Aggregate(Aggregate::new(Vec::new())),
     ];
     for error in &permanent {
@@ -177,7 +185,11 @@ async fn stacked_combinators_do_not_nest_errors() {
     assert_eq!(error.into_operation().map(|error| error.to_string()), Some("refused".to_owned()));
 
     let elapsed = async {
-        Err::<u8, Error<io::Error>>(Error::elapsed(Elapsed::new(None, Instant::now(), Duration::ZERO)))
+        Err::<u8, Error<io::Error>>(Error::elapsed(Elapsed::new(
+            None,
+            Instant::now(),
+            Duration::ZERO,
+        )))
     };
     let result: Result<u8, Error<io::Error>> = outer_layer(inner_layer(outer_layer(elapsed))).await;
     assert!(result.expect_err("it elapsed").is_elapsed());

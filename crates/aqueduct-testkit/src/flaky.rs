@@ -83,7 +83,11 @@ impl Flaky {
     /// A [`FlakyError`] for each of the first `failures` calls.
     pub fn call_now(&self) -> Result<u32, FlakyError> {
         let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
-        if attempt <= self.failures { Err(FlakyError { attempt, ..self.error.clone() }) } else { Ok(attempt) }
+        if attempt <= self.failures {
+            Err(FlakyError { attempt, ..self.error.clone() })
+        } else {
+            Ok(attempt)
+        }
     }
 
     /// How many calls were made.
