@@ -1,0 +1,250 @@
+//! The stream idle timeout: the stream fails when the consumer waits longer than `idle` for its next item.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use aqueduct_core::{Deadline, Elapsed};
+use futures_core::{FusedStream, Stream};
+use pin_project_lite::pin_project;
+use tokio::task::coop::unconstrained;
+use tokio::time::{Instant, Sleep, sleep_until};
+
+/// Ends `stream` with `Err(`[`Elapsed`]`)` when the consumer waits longer than `idle` for one item.
+///
+/// Items pass through as `Ok(item)`. The clock of each wait starts when the consumer asks for an item
+/// and none is ready (the inner stream returns `Pending`), and stops when an item arrives; time the
+/// consumer spends between items does not count, so a slow consumer never makes a healthy producer
+/// time out. Every wait is also clamped to the ambient deadline (see [`with_deadline`](crate::with_deadline)).
+///
+/// After the `Err`, the inner stream is dropped at once (releasing its connection, say) and the stream
+/// ends: the next poll yields `None`. A stream that ends on its own ends as usual.
+///
+/// One `Sleep` serves every wait: it is created on the first wait and moved with `reset` afterwards.
+/// The inner stream is polled first; the rules of [`timeout`](crate::timeout) apply (1 ms granularity,
+/// a stream that never yields cannot time out). A zero `idle` fails the first wait at once.
+///
+/// # Cancellation
+///
+/// Dropping the returned stream drops the inner stream and the timer. Between items nothing is pending.
+///
+/// # Errors
+///
+/// One `Err(Elapsed)` item, with [`Elapsed::timeout`] `Some(idle)`, when a wait passed `idle` or the ambient deadline.
+///
+/// # Panics
+///
+/// A panic in the inner stream propagates. Waiting outside a tokio runtime with the time driver panics.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use aqueduct_timeout::idle_timeout;
+/// use futures::StreamExt;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// // Ticks every 10 ms, then goes silent.
+/// let ticks = futures::stream::unfold(0, |n| async move {
+///     let pause = if n < 3 { 10 } else { 1_000 };
+///     tokio::time::sleep(Duration::from_millis(pause)).await;
+///     Some((n, n + 1))
+/// });
+/// let items: Vec<_> = idle_timeout(Duration::from_millis(50), ticks).collect().await;
+/// assert_eq!(items.len(), 4);
+/// assert!(items[..3].iter().all(Result::is_ok));
+/// assert_eq!(items[3].unwrap_err().waited(), Duration::from_millis(50));
+/// # }
+/// ```
+pub fn idle_timeout<S: Stream>(idle: Duration, stream: S) -> IdleTimeout<S> {
+    IdleTimeout { stream: Some(stream), idle, sleep: None, wait: None }
+}
+
+/// The idle timeout as a method on every stream.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use aqueduct_timeout::IdleTimeoutExt;
+/// use futures::StreamExt;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let items: Vec<_> = futures::stream::iter([1, 2]).idle_timeout(Duration::from_secs(1)).collect().await;
+/// assert_eq!(items, vec![Ok(1), Ok(2)]);
+/// # }
+/// ```
+pub trait IdleTimeoutExt: Stream + Sized {
+    /// Ends the stream with an error when the consumer waits longer than `idle` for one item; see [`idle_timeout`].
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the returned stream drops `self` and the timer.
+    ///
+    /// # Errors
+    ///
+    /// One `Err(Elapsed)` item when a wait passed `idle` or the ambient deadline; the stream then ends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aqueduct_timeout::IdleTimeoutExt;
+    /// use futures::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let mut silent = std::pin::pin!(futures::stream::pending::<u8>().idle_timeout(Duration::from_millis(5)));
+    /// assert!(silent.next().await.unwrap().is_err());
+    /// assert!(silent.next().await.is_none());
+    /// # }
+    /// ```
+    fn idle_timeout(self, idle: Duration) -> IdleTimeout<Self> {
+        idle_timeout(idle, self)
+    }
+}
+
+impl<S: Stream> IdleTimeoutExt for S {}
+
+pin_project! {
+    /// The stream returned by [`idle_timeout`]: items as `Ok`, then at most one `Err(Elapsed)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aqueduct_timeout::{idle_timeout, IdleTimeout};
+    ///
+    /// let stored: IdleTimeout<futures::stream::Iter<std::vec::IntoIter<u8>>> =
+    ///     idle_timeout(Duration::from_secs(1), futures::stream::iter(vec![1, 2]));
+    /// assert_eq!(stored.idle(), Duration::from_secs(1));
+    /// ```
+    #[derive(Debug)]
+    #[must_use = "streams do nothing unless polled"]
+    pub struct IdleTimeout<S> {
+        // `None` once the stream ended or timed out.
+        #[pin]
+        stream: Option<S>,
+        idle: Duration,
+        // Created on the first wait, then reset for each later one.
+        #[pin]
+        sleep: Option<Sleep>,
+        // The wait in progress: when it started and whether its deadline is the ambient one.
+        wait: Option<Wait>,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Wait {
+    start: Instant,
+    ambient: bool,
+}
+
+impl<S> IdleTimeout<S> {
+    /// The longest wait allowed for one item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aqueduct_timeout::idle_timeout;
+    ///
+    /// assert_eq!(idle_timeout(Duration::from_secs(2), futures::stream::empty::<u8>()).idle(), Duration::from_secs(2));
+    /// ```
+    pub fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    /// The inner stream, unless it already ended or timed out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aqueduct_timeout::idle_timeout;
+    ///
+    /// let guarded = idle_timeout(Duration::from_secs(2), futures::stream::empty::<u8>());
+    /// assert!(guarded.get_ref().is_some());
+    /// ```
+    pub fn get_ref(&self) -> Option<&S> {
+        self.stream.as_ref()
+    }
+}
+
+impl<S: Stream> Stream for IdleTimeout<S> {
+    type Item = Result<S::Item, Elapsed>;
+
+    fn poll_next(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        let Some(stream) = this.stream.as_mut().as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        match stream.poll_next(context) {
+            Poll::Ready(Some(item)) => {
+                // The wait is over; the next one gets a fresh deadline. The old `Sleep` stays as it is
+                // until then (a reset costs a timer-wheel operation).
+                *this.wait = None;
+                return Poll::Ready(Some(Ok(item)));
+            }
+            Poll::Ready(None) => {
+                this.stream.set(None);
+                this.sleep.set(None);
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        let wait = match *this.wait {
+            Some(wait) => wait,
+            None => {
+                let start = Instant::now();
+                let Some(deadline) = Deadline::clamp(start.checked_add(*this.idle)) else {
+                    // No deadline can be represented and none is ambient: this wait cannot time out.
+                    return Poll::Pending;
+                };
+                match this.sleep.as_mut().as_pin_mut() {
+                    Some(sleep) => sleep.reset(deadline.at()),
+                    None => this.sleep.set(Some(sleep_until(deadline.at()))),
+                }
+                let wait = Wait { start, ambient: deadline.is_ambient() };
+                *this.wait = Some(wait);
+                wait
+            }
+        };
+        let Some(sleep) = this.sleep.as_mut().as_pin_mut() else {
+            return Poll::Pending;
+        };
+        let at = sleep.deadline();
+        match Pin::new(&mut unconstrained(sleep)).poll(context) {
+            Poll::Ready(()) => {
+                let waited = Instant::now().saturating_duration_since(wait.start);
+                this.stream.set(None);
+                this.sleep.set(None);
+                *this.wait = None;
+                Poll::Ready(Some(Err(
+                    Elapsed::new(Some(*this.idle), at, waited).with_ambient(wait.ambient)
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match &self.stream {
+            // At most one more item: the timeout error.
+            Some(stream) => {
+                let (lower, upper) = stream.size_hint();
+                (lower, upper.and_then(|upper| upper.checked_add(1)))
+            }
+            None => (0, Some(0)),
+        }
+    }
+}
+
+impl<S: Stream> FusedStream for IdleTimeout<S> {
+    fn is_terminated(&self) -> bool {
+        self.stream.is_none()
+    }
+}
