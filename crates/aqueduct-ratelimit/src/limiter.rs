@@ -1,0 +1,1211 @@
+//! `Limiter`: a concurrency limit, a GCRA rate limit, or both in one guard; its builder, permit and futures.
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use aqueduct_core::{Deadline, Elapsed, Error};
+use tokio::sync::{AcquireError, Semaphore, SemaphorePermit, TryAcquireError};
+use tokio::time::{Instant, Sleep};
+
+use crate::config::{ConfigError, Quota, Rate};
+use crate::gcra::{AtomicTat, Params};
+
+/// A concurrency limit, a rate limit, or both, shared by cloning (clones share one state).
+///
+/// - The **concurrency limit** (`max_concurrent`) caps how many [`Permit`]s exist at once, like Python's
+///   `asyncio.Semaphore`; a permit is given back when it is dropped.
+/// - The **rate limit** (`rate` and `burst`) caps how many calls *start* per unit of time, with the GCRA
+///   algorithm: its whole state is one `AtomicU64` (the theoretical arrival time, in nanoseconds) updated by
+///   compare-and-swap, so the admission path takes no lock.
+/// - With **both**, a [`Permit`] holds a concurrency slot *and* has spent its rate tokens.
+///
+/// Waiting is FIFO: the order in which [`acquire`](Self::acquire) futures are first polled is the order in
+/// which they are admitted. Time comes from `tokio::time`, so `#[tokio::test(start_paused = true)]` drives it.
+///
+/// # Examples
+///
+/// ```
+/// use aqueduct_ratelimit::{Error, Limiter, Rate};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Error<std::io::Error>> {
+/// let limiter = Limiter::builder().max_concurrent(5).rate(Rate::per_second(100)).burst(10).build().unwrap();
+/// let permit = limiter.acquire().await?;
+/// assert_eq!(limiter.available_permits(), Some(4));
+/// drop(permit);
+/// assert_eq!(limiter.available_permits(), Some(5));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Limiter {
+    inner: Arc<Inner>,
+}
+
+/// Builds a [`Limiter`]; [`build`](Self::build) validates the configuration.
+///
+/// # Examples
+///
+/// ```
+/// use aqueduct_ratelimit::{Limiter, Rate};
+///
+/// let limiter = Limiter::builder().rate(Rate::per_minute(600)).burst(20).build().unwrap();
+/// assert_eq!(limiter.available_tokens(), Some(20));
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `build()` is called"]
+pub struct LimiterBuilder {
+    max_concurrent: Option<usize>,
+    rate: Option<Rate>,
+    burst: Option<u32>,
+    initial_tokens: Option<u32>,
+}
+
+/// Proof of admission by a [`Limiter`]: holds the concurrency slot (if any) until it is dropped.
+///
+/// The rate tokens were spent when the permit was granted; dropping the permit does not give them back.
+///
+/// # Examples
+///
+/// ```
+/// use aqueduct_ratelimit::{Error, Limiter};
+///
+/// let limiter = Limiter::builder().max_concurrent(1).build().unwrap();
+/// let permit = limiter.try_acquire::<()>().unwrap();
+/// assert!(limiter.try_acquire::<()>().is_err());
+/// drop(permit);
+/// assert!(limiter.try_acquire::<()>().is_ok());
+/// ```
+#[must_use = "the concurrency slot is given back as soon as the permit is dropped"]
+pub struct Permit<'a> {
+    limiter: &'a Limiter,
+    concurrency: Option<SemaphorePermit<'a>>,
+    weight: u32,
+}
+
+/// What a [`Limiter::peek`] saw: whether a call would be admitted now, without spending anything.
+///
+/// # Examples
+///
+/// ```
+/// use aqueduct_ratelimit::{Limiter, Peek, Rate};
+///
+/// let limiter = Limiter::builder().rate(Rate::per_second(10)).build().unwrap();
+/// assert_eq!(limiter.peek(1), Peek::Admit);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Peek {
+    /// A call of this weight would be admitted now.
+    Admit,
+    /// The rate limit would refuse it; it could be admitted after `retry_after` (exact, never rounded down).
+    RateLimited {
+        /// How long until the rate limit would admit the call.
+        retry_after: Duration,
+    },
+    /// The concurrency limit is at capacity.
+    Full {
+        /// The configured maximum number of concurrent permits.
+        capacity: usize,
+    },
+    /// The weight can never be admitted: it is larger than the burst or the concurrency limit.
+    TooLarge,
+}
+
+/// The future of [`Limiter::acquire`] and its variants: resolves to a [`Permit`] in FIFO order.
+///
+/// Chain [`within`](Self::within) or [`before`](Self::before) to give up at once when the predicted
+/// wait is longer than the time allowed.
+///
+/// # Cancellation
+///
+/// Dropping it before it resolves leaks nothing: a concurrency slot not yet granted is never taken, a
+/// granted one is given back, and a rate booking is refunded exactly when no later caller booked after it.
+/// When later callers did book (they queue behind it), the booking's slot cannot be handed to them without
+/// reordering them, so that slot goes unused: the limiter admits at most, never more than, its rate.
+/// The caller loses its place in the queue.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use aqueduct_ratelimit::{Error, Limiter, Rate};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let limiter = Limiter::builder().rate(Rate::per_second(10)).build().unwrap();
+/// let _first = limiter.acquire::<()>().await.unwrap();
+/// // The next slot is 100 ms away: more than we accept to wait, so it fails at once.
+/// let refused = limiter.acquire::<()>().within(Duration::from_millis(50)).await.unwrap_err();
+/// assert_eq!(refused.retry_after(), Some(Duration::from_millis(50)));
+/// # }
+/// ```
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct Acquire<'a, E> {
+    limiter: &'a Limiter,
+    weight: u32,
+    own_deadline: Option<Instant>,
+    state: AcquireState<'a>,
+    error: PhantomData<fn() -> E>,
+}
+
+// ===== private state =====
+
+struct Inner {
+    origin: Instant,
+    rate: Option<RateState>,
+    concurrency: Option<ConcurrencyState>,
+}
+
+struct RateState {
+    tat: AtomicTat,
+    emission_ns: AtomicU64,
+    burst: AtomicU64,
+    /// The quota as configured; its lock also serialises reconfigurations.
+    quota: Mutex<Quota>,
+}
+
+struct ConcurrencyState {
+    semaphore: Semaphore,
+    max: AtomicUsize,
+    /// Permits still to be retired after `set_max_concurrent` lowered the limit while they were held.
+    deficit: AtomicUsize,
+    reconfigure: Mutex<()>,
+}
+
+type PermitFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<SemaphorePermit<'a>, AcquireError>> + Send + 'a>>;
+
+enum AcquireState<'a> {
+    Start,
+    WaitingPermit {
+        future: PermitFuture<'a>,
+        deadline: Option<(Deadline, Pin<Box<Sleep>>)>,
+        started: Instant,
+    },
+    WaitingSlot {
+        permit: Permit<'a>,
+        booking: Booking,
+        sleep: Pin<Box<Sleep>>,
+    },
+    Done,
+}
+
+/// A rate booking that may still be refunded: the TAT it set and its cost.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Booking {
+    pub(crate) new_tat: u64,
+    pub(crate) cost_ns: u64,
+}
+
+// ===== impl LimiterBuilder =====
+
+impl LimiterBuilder {
+    /// At most `max` permits exist at once (the seed's `asyncio.Semaphore(max_concurrent)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::Limiter;
+    /// let limiter = Limiter::builder().max_concurrent(3).build().unwrap();
+    /// assert_eq!(limiter.max_concurrent(), Some(3));
+    /// ```
+    pub fn max_concurrent(mut self, max: usize) -> Self {
+        self.max_concurrent = Some(max);
+        self
+    }
+
+    /// Calls start at most at `rate` on average (GCRA). Without [`burst`](Self::burst), the burst is 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    /// let limiter = Limiter::builder().rate(Rate::per_second(50)).build().unwrap();
+    /// assert_eq!(limiter.rate(), Some(Rate::per_second(50)));
+    /// ```
+    pub fn rate(mut self, rate: Rate) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// How many calls a full bucket admits back to back (default 1: calls evenly spaced).
+    ///
+    /// With `rate(Rate::per_second(10)).burst(5)`, an idle limiter admits 5 calls at once, then one every
+    /// 100 ms; after 500 ms of idleness the bucket is full again. See the crate docs, "Burst, worked out".
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    /// let limiter = Limiter::builder().rate(Rate::per_second(10)).burst(5).build().unwrap();
+    /// assert_eq!(limiter.burst(), Some(5));
+    /// ```
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.burst = Some(burst);
+        self
+    }
+
+    /// How many tokens the bucket holds when the limiter is created (default: full, `burst`).
+    ///
+    /// Set 0 to stop a freshly started service from spending a whole burst in its first instant.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    /// let limiter = Limiter::builder().rate(Rate::per_second(10)).burst(5).initial_tokens(0).build().unwrap();
+    /// assert_eq!(limiter.available_tokens(), Some(0));
+    /// ```
+    pub fn initial_tokens(mut self, tokens: u32) -> Self {
+        self.initial_tokens = Some(tokens);
+        self
+    }
+
+    /// Validates the configuration and builds the limiter.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when neither a rate nor a concurrency limit is set, `max_concurrent` is 0 or above
+    /// tokio's semaphore maximum, the rate is invalid (see [`Rate`]), the burst is 0, `burst` or
+    /// `initial_tokens` is set without a rate, or `initial_tokens` exceeds the burst.
+    ///
+    /// # Panics
+    ///
+    /// Never panics; it does not need a runtime either (the clock is read, not a timer registered).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::Limiter;
+    /// let error = Limiter::builder().build().unwrap_err();
+    /// assert!(error.message().contains("max_concurrent"));
+    /// ```
+    pub fn build(self) -> Result<Limiter, ConfigError> {
+        if self.max_concurrent.is_none() && self.rate.is_none() {
+            return Err(ConfigError::new(
+                "the limiter limits nothing; set max_concurrent, rate, or both",
+            ));
+        }
+        let concurrency = match self.max_concurrent {
+            None => None,
+            Some(0) => return Err(ConfigError::new("max_concurrent is 0; set it to at least 1")),
+            Some(max) if max > Semaphore::MAX_PERMITS => {
+                return Err(ConfigError::new(format!(
+                    "max_concurrent is {max}; set it to at most {}",
+                    Semaphore::MAX_PERMITS
+                )));
+            }
+            Some(max) => Some(ConcurrencyState {
+                semaphore: Semaphore::new(max),
+                max: AtomicUsize::new(max),
+                deficit: AtomicUsize::new(0),
+                reconfigure: Mutex::new(()),
+            }),
+        };
+        let origin = Instant::now();
+        let rate = match self.rate {
+            None => {
+                if self.burst.is_some() || self.initial_tokens.is_some() {
+                    return Err(ConfigError::new(
+                        "burst and initial_tokens need a rate; set rate(..) too",
+                    ));
+                }
+                None
+            }
+            Some(rate) => {
+                let quota = Quota::new(rate, self.burst.unwrap_or(1))?;
+                let initial = self.initial_tokens.unwrap_or_else(|| quota.burst());
+                if initial > quota.burst() {
+                    return Err(ConfigError::new(format!(
+                        "initial_tokens is {initial} but the burst is {}; set initial_tokens to at most the burst",
+                        quota.burst()
+                    )));
+                }
+                Some(RateState {
+                    tat: AtomicTat::new(quota.params.tat_with_tokens(u64::from(initial), 0)),
+                    emission_ns: AtomicU64::new(quota.params.emission_ns),
+                    burst: AtomicU64::new(quota.params.burst),
+                    quota: Mutex::new(quota),
+                })
+            }
+        };
+        Ok(Limiter { inner: Arc::new(Inner { origin, rate, concurrency }) })
+    }
+}
+
+// ===== impl Limiter =====
+
+impl Limiter {
+    /// Starts a [`LimiterBuilder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    /// let limiter = Limiter::builder().max_concurrent(10).rate(Rate::per_second(5)).build().unwrap();
+    /// assert_eq!(limiter.max_concurrent(), Some(10));
+    /// ```
+    pub fn builder() -> LimiterBuilder {
+        LimiterBuilder::default()
+    }
+
+    /// A concurrency limit alone: at most `max` permits at once.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `max` is 0 or too large for tokio's semaphore.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::Limiter;
+    /// assert!(Limiter::concurrency(4).is_ok());
+    /// assert!(Limiter::concurrency(0).is_err());
+    /// ```
+    pub fn concurrency(max: usize) -> Result<Self, ConfigError> {
+        Self::builder().max_concurrent(max).build()
+    }
+
+    /// A rate limit alone, with a burst of `burst` calls.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the rate or burst is invalid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    /// assert!(Limiter::rate_limit(Rate::per_second(100), 10).is_ok());
+    /// ```
+    pub fn rate_limit(rate: Rate, burst: u32) -> Result<Self, ConfigError> {
+        Self::builder().rate(rate).burst(burst).build()
+    }
+
+    /// Takes a permit of weight 1 now, or fails without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`] when the concurrency limit is at capacity; [`Error::RateLimited`] with the exact
+    /// time until the rate would admit the call (never rounded down) when the bucket is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::rate_limit(Rate::per_second(4), 1).unwrap();
+    /// assert!(limiter.try_acquire::<()>().is_ok());
+    /// let refused = limiter.try_acquire::<()>().unwrap_err();
+    /// assert_eq!(refused.retry_after(), Some(Duration::from_millis(250)));
+    /// # }
+    /// ```
+    pub fn try_acquire<E>(&self) -> Result<Permit<'_>, Error<E>> {
+        self.try_acquire_n(1)
+    }
+
+    /// Takes a permit of weight `weight` now, or fails without waiting. A weight counts as that many calls
+    /// for both limits (tokens for the rate, slots for the concurrency). A weight of 0 is always admitted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`] when the concurrency limit lacks `weight` free slots; [`Error::RateLimited`] when
+    /// the bucket lacks `weight` tokens; [`Error::ContractViolation`] when `weight` exceeds the burst or the
+    /// concurrency limit, since waiting could never help.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::rate_limit(Rate::per_second(10), 10).unwrap();
+    /// assert!(limiter.try_acquire_n::<()>(7).is_ok());
+    /// assert!(limiter.try_acquire_n::<()>(7).unwrap_err().is_rate_limited());
+    /// assert!(limiter.try_acquire_n::<()>(11).is_err());
+    /// # }
+    /// ```
+    pub fn try_acquire_n<E>(&self, weight: u32) -> Result<Permit<'_>, Error<E>> {
+        self.check_weight(weight)?;
+        let mut permit = self.empty_permit(weight);
+        if weight == 0 {
+            return Ok(permit);
+        }
+        if let Some(concurrency) = &self.inner.concurrency {
+            match concurrency.semaphore.try_acquire_many(weight) {
+                Ok(granted) => permit.concurrency = Some(granted),
+                Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
+                    return Err(Error::Full { capacity: concurrency.max.load(Ordering::Relaxed) });
+                }
+            }
+        }
+        if let Some(rate) = &self.inner.rate {
+            let now = self.now_ns();
+            if let Err(refused) = rate.tat.book(rate.params(), now, u64::from(weight), 0) {
+                return Err(Error::RateLimited {
+                    retry_after: Duration::from_nanos(refused.start_at - now),
+                });
+            }
+        }
+        Ok(permit)
+    }
+
+    /// Waits for a permit of weight 1, in FIFO order.
+    ///
+    /// # Cancellation
+    ///
+    /// See [`Acquire`]: dropping the future leaks nothing; a rate booking is refunded when it is the last one.
+    ///
+    /// # Errors
+    ///
+    /// Only with a deadline ([`Acquire::within`], [`Acquire::before`], or an ambient deadline from
+    /// `aqueduct_core::with_deadline`): [`Error::RateLimited`] at once when the rate slot would come too late,
+    /// [`Error::Elapsed`] when the deadline passes while waiting for a concurrency slot.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Error, Limiter, Rate};
+    /// use tokio::time::Instant;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Error<std::io::Error>> {
+    /// let limiter = Limiter::rate_limit(Rate::per_second(2), 1).unwrap();
+    /// let start = Instant::now();
+    /// for _ in 0..3 {
+    ///     let _permit = limiter.acquire().await?;
+    /// }
+    /// // One at once, then one every 500 ms.
+    /// assert_eq!(start.elapsed().as_millis(), 1_000);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn acquire<E>(&self) -> Acquire<'_, E> {
+        self.acquire_n(1)
+    }
+
+    /// Waits for a permit of weight `weight`, in FIFO order; see [`try_acquire_n`](Self::try_acquire_n) for
+    /// what a weight means. A large request books its slot like any other, so small ones cannot starve it.
+    ///
+    /// # Cancellation
+    ///
+    /// See [`Acquire`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ContractViolation`] when `weight` exceeds the burst or the concurrency limit; otherwise as
+    /// [`acquire`](Self::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::rate_limit(Rate::per_second(10), 10).unwrap();
+    /// let permit = limiter.acquire_n::<()>(10).await.unwrap();
+    /// assert_eq!(permit.weight(), 10);
+    /// assert_eq!(limiter.available_tokens(), Some(0));
+    /// # }
+    /// ```
+    pub fn acquire_n<E>(&self, weight: u32) -> Acquire<'_, E> {
+        Acquire {
+            limiter: self,
+            weight,
+            own_deadline: None,
+            state: AcquireState::Start,
+            error: PhantomData,
+        }
+    }
+
+    /// Waits for a permit of weight 1 only if it can be had within `max_wait`; fails at once otherwise.
+    ///
+    /// Shorthand for `acquire().within(max_wait)`.
+    ///
+    /// # Cancellation
+    ///
+    /// See [`Acquire`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RateLimited`] *immediately* when the predicted rate wait is longer than `max_wait` (its
+    /// `retry_after` is how much longer), [`Error::Elapsed`] when `max_wait` passes while waiting for a
+    /// concurrency slot.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::rate_limit(Rate::per_second(10), 1).unwrap();
+    /// assert!(limiter.acquire_within::<()>(Duration::ZERO).await.is_ok());
+    /// assert!(limiter.acquire_within::<()>(Duration::from_millis(100)).await.is_ok());
+    /// assert!(limiter.acquire_within::<()>(Duration::from_millis(99)).await.is_err());
+    /// # }
+    /// ```
+    pub fn acquire_within<E>(&self, max_wait: Duration) -> Acquire<'_, E> {
+        self.acquire().within(max_wait)
+    }
+
+    /// Runs `future` while holding a permit of weight 1, flattening its error into [`Error<E>`].
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the returned future while it waits behaves as dropping [`Acquire`]; while `future` runs,
+    /// it drops `future` and then the permit.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`acquire`](Self::acquire), then those of `future`.
+    ///
+    /// # Panics
+    ///
+    /// If `future` panics, the panic propagates; the permit is given back during unwinding.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Error, Limiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let limiter = Limiter::concurrency(2).unwrap();
+    /// let result: Result<u32, Error<std::io::Error>> = limiter.run(async { Ok::<_, std::io::Error>(7) }).await;
+    /// assert_eq!(result.unwrap(), 7);
+    /// # }
+    /// ```
+    pub async fn run<T, E, X, F>(&self, future: F) -> Result<T, Error<E>>
+    where
+        F: IntoFuture<Output = Result<T, X>>,
+        X: Into<Error<E>>,
+    {
+        let _permit = self.acquire::<E>().await?;
+        future.await.map_err(Into::into)
+    }
+
+    /// Whether a call of `weight` would be admitted now, spending nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aqueduct_ratelimit::{Limiter, Peek, Rate};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::rate_limit(Rate::per_second(10), 2).unwrap();
+    /// assert_eq!(limiter.peek(2), Peek::Admit);
+    /// assert_eq!(limiter.peek(2), Peek::Admit, "peeking spends nothing");
+    /// let _spent = limiter.try_acquire_n::<()>(2).unwrap();
+    /// assert_eq!(limiter.peek(1), Peek::RateLimited { retry_after: Duration::from_millis(100) });
+    /// assert_eq!(limiter.peek(3), Peek::TooLarge);
+    /// # }
+    /// ```
+    pub fn peek(&self, weight: u32) -> Peek {
+        if self.check_weight::<()>(weight).is_err() {
+            return Peek::TooLarge;
+        }
+        if weight == 0 {
+            return Peek::Admit;
+        }
+        if let Some(concurrency) = &self.inner.concurrency
+            && concurrency.semaphore.available_permits() < weight as usize
+        {
+            return Peek::Full { capacity: concurrency.max.load(Ordering::Relaxed) };
+        }
+        if let Some(rate) = &self.inner.rate {
+            let now = self.now_ns();
+            let decision = rate.params().decide(rate.tat.load(), now, u64::from(weight));
+            if decision.start_at > now {
+                return Peek::RateLimited {
+                    retry_after: Duration::from_nanos(decision.start_at - now),
+                };
+            }
+        }
+        Peek::Admit
+    }
+
+    /// How many rate tokens are available now (`None` without a rate limit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    /// let limiter = Limiter::rate_limit(Rate::per_second(10), 3).unwrap();
+    /// assert_eq!(limiter.available_tokens(), Some(3));
+    /// ```
+    pub fn available_tokens(&self) -> Option<u64> {
+        self.inner.rate.as_ref().map(|rate| rate.params().available(rate.tat.load(), self.now_ns()))
+    }
+
+    /// How many concurrency slots are free now (`None` without a concurrency limit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::Limiter;
+    /// let limiter = Limiter::concurrency(3).unwrap();
+    /// assert_eq!(limiter.available_permits(), Some(3));
+    /// ```
+    pub fn available_permits(&self) -> Option<usize> {
+        self.inner.concurrency.as_ref().map(|concurrency| concurrency.semaphore.available_permits())
+    }
+
+    /// The configured concurrency limit (`None` without one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::Limiter;
+    /// assert_eq!(Limiter::concurrency(3).unwrap().max_concurrent(), Some(3));
+    /// ```
+    pub fn max_concurrent(&self) -> Option<usize> {
+        self.inner.concurrency.as_ref().map(|concurrency| concurrency.max.load(Ordering::Relaxed))
+    }
+
+    /// The configured rate (`None` without a rate limit), as given to the builder or to
+    /// [`set_quota`](Self::set_quota).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    /// assert_eq!(Limiter::rate_limit(Rate::per_second(8), 1).unwrap().rate(), Some(Rate::per_second(8)));
+    /// ```
+    pub fn rate(&self) -> Option<Rate> {
+        self.inner
+            .rate
+            .as_ref()
+            .map(|rate| rate.quota.lock().unwrap_or_else(std::sync::PoisonError::into_inner).rate())
+    }
+
+    /// The configured burst (`None` without a rate limit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    /// assert_eq!(Limiter::rate_limit(Rate::per_second(8), 4).unwrap().burst(), Some(4));
+    /// ```
+    pub fn burst(&self) -> Option<u32> {
+        self.inner
+            .rate
+            .as_ref()
+            .map(|rate| u32::try_from(rate.burst.load(Ordering::Relaxed)).unwrap_or(u32::MAX))
+    }
+
+    /// Changes the rate, keeping the burst; see [`set_quota`](Self::set_quota).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the rate is invalid or this limiter has no rate limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    /// let limiter = Limiter::rate_limit(Rate::per_second(8), 4).unwrap();
+    /// limiter.set_rate(Rate::per_second(80)).unwrap();
+    /// assert_eq!(limiter.rate(), Some(Rate::per_second(80)));
+    /// ```
+    pub fn set_rate(&self, rate: Rate) -> Result<(), ConfigError> {
+        let burst = self.burst().ok_or_else(no_rate)?;
+        self.set_quota(Quota::new(rate, burst)?)
+    }
+
+    /// Changes the rate and burst at run time, keeping the state: no burst is granted by the change.
+    ///
+    /// The bucket keeps its fill *ratio* (a bucket empty at 10/s is empty at 100/s), and slots already
+    /// booked by waiting callers keep their time, so a new caller never overtakes one already waiting.
+    /// Admissions racing with the change use either the old or the new quota.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when this limiter has no rate limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Limiter, Quota, Rate};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::rate_limit(Rate::per_second(10), 10).unwrap();
+    /// let _spent = limiter.try_acquire_n::<()>(10).unwrap();
+    /// // Slowing down does not refill the bucket: still nothing available.
+    /// limiter.set_quota(Quota::new(Rate::per_second(1), 100).unwrap()).unwrap();
+    /// assert_eq!(limiter.available_tokens(), Some(0));
+    /// # }
+    /// ```
+    pub fn set_quota(&self, quota: Quota) -> Result<(), ConfigError> {
+        let rate = self.inner.rate.as_ref().ok_or_else(no_rate)?;
+        let mut configured = rate.quota.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *configured = quota;
+        let old = rate.params();
+        let now = self.now_ns();
+        rate.tat.update(|tat| old.rescale_tat(quota.params, tat, now));
+        rate.emission_ns.store(quota.params.emission_ns, Ordering::Relaxed);
+        rate.burst.store(quota.params.burst, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Changes the concurrency limit at run time.
+    ///
+    /// Raising it frees the new slots at once (waiters are served in FIFO order). Lowering it takes free
+    /// slots away at once and retires held ones as their permits are dropped, so the number of permits in
+    /// use converges to the new limit without revoking any.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `max` is 0 or too large, or this limiter has no concurrency limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::Limiter;
+    ///
+    /// let limiter = Limiter::concurrency(2).unwrap();
+    /// let held = limiter.try_acquire::<()>().unwrap();
+    /// limiter.set_max_concurrent(1).unwrap();
+    /// assert_eq!(limiter.available_permits(), Some(0));
+    /// drop(held);
+    /// assert_eq!(limiter.available_permits(), Some(1));
+    /// ```
+    pub fn set_max_concurrent(&self, max: usize) -> Result<(), ConfigError> {
+        let concurrency = self.inner.concurrency.as_ref().ok_or_else(|| {
+            ConfigError::new("this limiter has no concurrency limit; build it with max_concurrent")
+        })?;
+        if max == 0 {
+            return Err(ConfigError::new("max_concurrent is 0; set it to at least 1"));
+        }
+        if max > Semaphore::MAX_PERMITS {
+            return Err(ConfigError::new(format!(
+                "max_concurrent is {max}; set it to at most {}",
+                Semaphore::MAX_PERMITS
+            )));
+        }
+        let _serialised =
+            concurrency.reconfigure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = concurrency.max.swap(max, Ordering::AcqRel);
+        if max > old {
+            let increase = max - old;
+            // Cancel retirements still pending from an earlier decrease before adding new slots.
+            let mut cancelled = 0;
+            let _ =
+                concurrency.deficit.fetch_update(Ordering::AcqRel, Ordering::Acquire, |deficit| {
+                    cancelled = deficit.min(increase);
+                    Some(deficit - cancelled)
+                });
+            if increase > cancelled {
+                concurrency.semaphore.add_permits(increase - cancelled);
+            }
+        } else if max < old {
+            let to_remove = old - max;
+            let removed = concurrency.semaphore.forget_permits(to_remove);
+            concurrency.deficit.fetch_add(to_remove - removed, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn now_ns(&self) -> u64 {
+        let since = Instant::now().saturating_duration_since(self.inner.origin);
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn instant_at(&self, nanos: u64) -> Instant {
+        self.inner.origin + Duration::from_nanos(nanos)
+    }
+
+    fn empty_permit(&self, weight: u32) -> Permit<'_> {
+        Permit { limiter: self, concurrency: None, weight }
+    }
+
+    fn check_weight<E>(&self, weight: u32) -> Result<(), Error<E>> {
+        if let Some(rate) = &self.inner.rate {
+            let burst = rate.burst.load(Ordering::Relaxed);
+            if u64::from(weight) > burst {
+                return Err(Error::ContractViolation {
+                    message: format!(
+                        "a weight of {weight} can never be admitted by a burst of {burst}; raise the burst or split the call"
+                    ),
+                });
+            }
+        }
+        if let Some(concurrency) = &self.inner.concurrency {
+            let max = concurrency.max.load(Ordering::Relaxed);
+            if weight as usize > max {
+                return Err(Error::ContractViolation {
+                    message: format!(
+                        "a weight of {weight} can never be admitted by max_concurrent {max}; raise it or split the call"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The internal pieces for all-or-nothing acquisition and the keyed limiter.
+    pub(crate) fn rate_parts(&self) -> Option<(&AtomicTat, Params)> {
+        self.inner.rate.as_ref().map(|rate| (&rate.tat, rate.params()))
+    }
+
+    pub(crate) fn try_concurrency(&self, weight: u32) -> Result<Permit<'_>, usize> {
+        let mut permit = self.empty_permit(weight);
+        if let Some(concurrency) = &self.inner.concurrency {
+            match concurrency.semaphore.try_acquire_many(weight) {
+                Ok(granted) => permit.concurrency = Some(granted),
+                Err(_) => return Err(concurrency.max.load(Ordering::Relaxed)),
+            }
+        }
+        Ok(permit)
+    }
+
+    pub(crate) fn check_weight_for<E>(&self, weight: u32) -> Result<(), Error<E>> {
+        self.check_weight(weight)
+    }
+}
+
+fn no_rate() -> ConfigError {
+    ConfigError::new("this limiter has no rate limit; build it with rate(..)")
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Limiter")
+            .field("max_concurrent", &self.max_concurrent())
+            .field("available_permits", &self.available_permits())
+            .field("rate", &self.rate())
+            .field("burst", &self.burst())
+            .field("available_tokens", &self.available_tokens())
+            .finish()
+    }
+}
+
+impl RateState {
+    fn params(&self) -> Params {
+        Params {
+            emission_ns: self.emission_ns.load(Ordering::Relaxed),
+            burst: self.burst.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl ConcurrencyState {
+    /// Gives a permit back, retiring as many of its slots as a lowered limit still owes.
+    fn release(&self, mut permit: SemaphorePermit<'_>) {
+        if self.deficit.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let held = permit.num_permits();
+        let mut retired = 0;
+        let _ = self.deficit.fetch_update(Ordering::AcqRel, Ordering::Acquire, |deficit| {
+            retired = deficit.min(held);
+            Some(deficit - retired)
+        });
+        if retired == held {
+            permit.forget();
+        } else if retired > 0
+            && let Some(part) = permit.split(retired)
+        {
+            part.forget();
+        }
+    }
+}
+
+// ===== impl Permit =====
+
+impl Permit<'_> {
+    /// The weight this permit was granted for.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::Limiter;
+    /// let limiter = Limiter::concurrency(4).unwrap();
+    /// assert_eq!(limiter.try_acquire_n::<()>(3).unwrap().weight(), 3);
+    /// ```
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// The limiter that granted this permit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::Limiter;
+    /// let limiter = Limiter::concurrency(4).unwrap();
+    /// let permit = limiter.try_acquire::<()>().unwrap();
+    /// assert_eq!(permit.limiter().available_permits(), Some(3));
+    /// ```
+    pub fn limiter(&self) -> &Limiter {
+        self.limiter
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if let (Some(permit), Some(concurrency)) =
+            (self.concurrency.take(), &self.limiter.inner.concurrency)
+        {
+            concurrency.release(permit);
+        }
+    }
+}
+
+impl fmt::Debug for Permit<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Permit")
+            .field("weight", &self.weight)
+            .field("holds_concurrency", &self.concurrency.is_some())
+            .finish()
+    }
+}
+
+// ===== impl Acquire =====
+
+impl<'a, E> Acquire<'a, E> {
+    /// Gives up at once, with [`Error::RateLimited`], if the permit cannot be had within `max_wait`.
+    ///
+    /// The rate wait is predicted exactly, so the future fails on its first poll instead of sleeping first.
+    /// A concurrency wait cannot be predicted: it fails with [`Error::Elapsed`] when `max_wait` passes.
+    /// An ambient deadline (`aqueduct_core::with_deadline`) that comes earlier still wins.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::rate_limit(Rate::per_second(1), 1).unwrap();
+    /// let _first = limiter.acquire::<()>().await.unwrap();
+    /// let error = limiter.acquire::<()>().within(Duration::from_millis(400)).await.unwrap_err();
+    /// assert_eq!(error.retry_after(), Some(Duration::from_millis(600)));
+    /// # }
+    /// ```
+    pub fn within(self, max_wait: Duration) -> Self {
+        let deadline = Instant::now().checked_add(max_wait);
+        match deadline {
+            Some(deadline) => self.before(deadline),
+            None => self,
+        }
+    }
+
+    /// Gives up at once if the permit cannot be had by `deadline`; see [`within`](Self::within).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    /// use tokio::time::Instant;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::rate_limit(Rate::per_second(1), 1).unwrap();
+    /// let deadline = Instant::now() + Duration::from_secs(1);
+    /// assert!(limiter.acquire::<()>().before(deadline).await.is_ok());
+    /// assert!(limiter.acquire::<()>().before(deadline).await.is_ok());
+    /// assert!(limiter.acquire::<()>().before(deadline).await.is_err());
+    /// # }
+    /// ```
+    pub fn before(mut self, deadline: Instant) -> Self {
+        self.own_deadline = Some(match self.own_deadline {
+            Some(existing) if existing < deadline => existing,
+            _ => deadline,
+        });
+        self
+    }
+
+    /// The weight requested.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::Limiter;
+    /// let limiter = Limiter::concurrency(4).unwrap();
+    /// assert_eq!(limiter.acquire_n::<()>(2).weight(), 2);
+    /// ```
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    fn elapsed_error(deadline: Deadline, started: Instant) -> Error<E> {
+        let timeout = if deadline.is_ambient() {
+            None
+        } else {
+            Some(deadline.at().saturating_duration_since(started))
+        };
+        Error::elapsed(
+            Elapsed::new(timeout, deadline.at(), started.elapsed())
+                .with_ambient(deadline.is_ambient()),
+        )
+    }
+
+    /// Books the rate slot (if any) for a permit that already holds its concurrency slot.
+    fn book_rate(
+        &mut self,
+        permit: Permit<'a>,
+        deadline: Option<Deadline>,
+    ) -> Poll<Result<Permit<'a>, Error<E>>> {
+        let limiter = self.limiter;
+        let Some(rate) = &limiter.inner.rate else {
+            return Poll::Ready(Ok(permit));
+        };
+        let now = limiter.now_ns();
+        let max_wait = deadline.map_or(u64::MAX, |deadline| {
+            u64::try_from(deadline.remaining().as_nanos()).unwrap_or(u64::MAX)
+        });
+        let params = rate.params();
+        match rate.tat.book(params, now, u64::from(self.weight), max_wait) {
+            Err(refused) => {
+                let too_late = refused.start_at - now - max_wait;
+                Poll::Ready(Err(Error::RateLimited { retry_after: Duration::from_nanos(too_late) }))
+            }
+            Ok(decision) if decision.start_at <= now => Poll::Ready(Ok(permit)),
+            Ok(decision) => {
+                let booking = Booking {
+                    new_tat: decision.new_tat,
+                    cost_ns: params.cost_ns(u64::from(self.weight)),
+                };
+                let sleep =
+                    Box::pin(tokio::time::sleep_until(limiter.instant_at(decision.start_at)));
+                self.state = AcquireState::WaitingSlot { permit, booking, sleep };
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<'a, E> Future for Acquire<'a, E> {
+    type Output = Result<Permit<'a>, Error<E>>;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let limiter = this.limiter;
+        loop {
+            match &mut this.state {
+                AcquireState::Start => {
+                    this.state = AcquireState::Done;
+                    limiter.check_weight(this.weight)?;
+                    let deadline = Deadline::clamp(this.own_deadline);
+                    let mut permit = limiter.empty_permit(this.weight);
+                    if this.weight == 0 {
+                        return Poll::Ready(Ok(permit));
+                    }
+                    if let Some(concurrency) = &limiter.inner.concurrency {
+                        match concurrency.semaphore.try_acquire_many(this.weight) {
+                            Ok(granted) => permit.concurrency = Some(granted),
+                            Err(_) => {
+                                let started = Instant::now();
+                                if let Some(deadline) = deadline
+                                    && deadline.at() <= started
+                                {
+                                    return Poll::Ready(Err(Self::elapsed_error(
+                                        deadline, started,
+                                    )));
+                                }
+                                let future: PermitFuture<'a> =
+                                    Box::pin(concurrency.semaphore.acquire_many(this.weight));
+                                let deadline = deadline.map(|deadline| {
+                                    (deadline, Box::pin(tokio::time::sleep_until(deadline.at())))
+                                });
+                                this.state =
+                                    AcquireState::WaitingPermit { future, deadline, started };
+                                continue;
+                            }
+                        }
+                    }
+                    match this.book_rate(permit, deadline) {
+                        Poll::Pending => continue,
+                        ready => return ready,
+                    }
+                }
+                AcquireState::WaitingPermit { future, deadline, started } => {
+                    match future.as_mut().poll(context) {
+                        Poll::Ready(Ok(granted)) => {
+                            let deadline = deadline.as_ref().map(|(deadline, _)| *deadline);
+                            this.state = AcquireState::Done;
+                            let mut permit = limiter.empty_permit(this.weight);
+                            permit.concurrency = Some(granted);
+                            match this.book_rate(permit, deadline) {
+                                Poll::Pending => continue,
+                                ready => return ready,
+                            }
+                        }
+                        Poll::Ready(Err(_closed)) => {
+                            this.state = AcquireState::Done;
+                            return Poll::Ready(Err(Error::Closed { reconnecting: false }));
+                        }
+                        Poll::Pending => {}
+                    }
+                    if let Some((deadline, sleep)) = deadline
+                        && sleep.as_mut().poll(context).is_ready()
+                    {
+                        let error = Self::elapsed_error(*deadline, *started);
+                        this.state = AcquireState::Done;
+                        return Poll::Ready(Err(error));
+                    }
+                    return Poll::Pending;
+                }
+                AcquireState::WaitingSlot { sleep, .. } => {
+                    if sleep.as_mut().poll(context).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let AcquireState::WaitingSlot { permit, .. } =
+                        std::mem::replace(&mut this.state, AcquireState::Done)
+                    else {
+                        unreachable!("matched just above");
+                    };
+                    return Poll::Ready(Ok(permit));
+                }
+                AcquireState::Done => panic!("`Acquire` polled after it completed"),
+            }
+        }
+    }
+}
+
+impl<E> Drop for Acquire<'_, E> {
+    fn drop(&mut self) {
+        if let AcquireState::WaitingSlot { booking, .. } = &self.state
+            && let Some(rate) = &self.limiter.inner.rate
+        {
+            rate.tat.refund_tail(booking.new_tat, booking.cost_ns);
+        }
+    }
+}
+
+impl<E> fmt::Debug for Acquire<'_, E> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            AcquireState::Start => "start",
+            AcquireState::WaitingPermit { .. } => "waiting for a concurrency slot",
+            AcquireState::WaitingSlot { .. } => "waiting for its rate slot",
+            AcquireState::Done => "done",
+        };
+        formatter
+            .debug_struct("Acquire")
+            .field("weight", &self.weight)
+            .field("state", &state)
+            .finish()
+    }
+}
