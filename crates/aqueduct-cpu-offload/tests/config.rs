@@ -1,0 +1,84 @@
+//! Bad configuration is refused at build time with a message saying what to change; good configuration is kept.
+
+use aqueduct_cpu_offload::process::ProcessPool;
+use aqueduct_cpu_offload::{Backend, CpuPool, DEFAULT_CAPACITY_PER_THREAD, default_threads};
+
+#[test]
+fn zero_threads_is_refused_with_a_hint() {
+    let error = CpuPool::builder().threads(0).build().unwrap_err();
+    assert!(error.message().contains("threads must be at least 1"), "{error}");
+    assert!(error.message().contains("available_parallelism"), "{error}");
+}
+
+#[test]
+fn zero_capacity_is_refused() {
+    let error = CpuPool::builder().capacity(0).build().unwrap_err();
+    assert!(error.message().contains("capacity must be at least 1"), "{error}");
+}
+
+#[test]
+fn capacity_beyond_u32_is_refused() {
+    let error = CpuPool::builder().capacity(usize::MAX).build().unwrap_err();
+    assert!(error.message().contains("capacity must be at most"), "{error}");
+}
+
+#[test]
+fn spawn_blocking_without_a_runtime_is_refused() {
+    let error = CpuPool::builder().backend(Backend::SpawnBlocking).build().unwrap_err();
+    assert!(error.message().contains("needs a tokio runtime"), "{error}");
+}
+
+#[test]
+fn defaults_follow_available_parallelism() {
+    let pool = CpuPool::builder().build().unwrap();
+    assert_eq!(pool.threads(), default_threads());
+    assert_eq!(pool.threads(), std::thread::available_parallelism().unwrap().get());
+    assert_eq!(pool.capacity(), default_threads() * DEFAULT_CAPACITY_PER_THREAD);
+    assert_eq!(pool.backend(), Backend::Rayon);
+}
+
+#[test]
+fn explicit_settings_are_kept() {
+    let pool = CpuPool::builder().threads(3).capacity(7).build().unwrap();
+    let status = pool.status();
+    assert_eq!(
+        (status.threads, status.capacity, status.in_flight, status.closed),
+        (3, 7, 0, false)
+    );
+}
+
+#[tokio::test]
+async fn spawn_blocking_inside_a_runtime_builds() {
+    let pool = CpuPool::builder().backend(Backend::SpawnBlocking).threads(2).build().unwrap();
+    assert_eq!(pool.backend(), Backend::SpawnBlocking);
+    assert_eq!(pool.threads(), 2);
+}
+
+#[tokio::test]
+async fn process_pool_refuses_zero_workers_and_zero_capacity() {
+    let error = ProcessPool::builder().workers(0).build().await.unwrap_err();
+    assert!(error.message().contains("workers must be at least 1"), "{error}");
+    let error = ProcessPool::builder().capacity(0).build().await.unwrap_err();
+    assert!(error.message().contains("capacity must be at least 1"), "{error}");
+    let error =
+        ProcessPool::builder().start_timeout(std::time::Duration::ZERO).build().await.unwrap_err();
+    assert!(error.message().contains("start_timeout"), "{error}");
+}
+
+#[tokio::test]
+async fn process_pool_with_a_program_that_does_not_serve_fails_at_build() {
+    // `true` exits at once without serving: the pool says how to fix it instead of hanging.
+    let error = ProcessPool::builder().workers(1).program("true").build().await.unwrap_err();
+    assert!(error.message().contains("serve_if_worker"), "{error}");
+}
+
+#[tokio::test]
+async fn process_pool_with_a_missing_program_fails_at_build() {
+    let error = ProcessPool::builder()
+        .workers(1)
+        .program("/nonexistent/aqueduct-worker")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(error.message().contains("could not start worker program"), "{error}");
+}
