@@ -1,0 +1,166 @@
+//! The source tasks: pull items from an iterator, a stream or the input channel and send them to stage 1.
+
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::sync::Arc;
+
+use aqueduct_core::Error;
+use futures_core::Stream;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::control::{Control, ErrorSlot};
+use crate::metrics::bump;
+use crate::queue::{Envelope, Outlet, Sent};
+
+/// What every source task needs.
+pub(crate) struct SourceContext<T, E> {
+    pub(crate) outlet: Outlet<T>,
+    pub(crate) control: Arc<Control>,
+    pub(crate) errors: Arc<ErrorSlot<E>>,
+    /// In ordered mode: one permit per item allowed between the source and the reorder buffer.
+    pub(crate) window: Option<Arc<Semaphore>>,
+}
+
+impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
+    /// Waits for a reorder-window permit (ordered mode). `false` when the source must stop instead.
+    async fn admit(&self, stop: &tokio_util::sync::CancellationToken) -> bool {
+        if stop.is_cancelled() {
+            return false;
+        }
+        let Some(window) = &self.window else { return true };
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => false,
+            permit = window.acquire() => match permit {
+                Ok(permit) => {
+                    permit.forget();
+                    true
+                }
+                Err(_) => false,
+            },
+        }
+    }
+
+    /// Hands one item to stage 1 (or the output). `false` when it could not, because the pipeline was cancelled.
+    async fn emit(&self, index: u64, item: T) -> bool {
+        bump(&self.control.source.produced, 1);
+        let envelope = Envelope { index, item: Some(item) };
+        match self
+            .outlet
+            .send(envelope, &self.control.cancel, &self.control.source.blocked_nanos)
+            .await
+        {
+            Sent::Delivered => true,
+            Sent::Unprocessed => {
+                bump(&self.control.source.unprocessed, 1);
+                false
+            }
+        }
+    }
+
+    fn fail_with_panic(&self, payload: Box<dyn std::any::Any + Send>) {
+        self.errors.fail(Error::from_panic(None, payload), &self.control);
+    }
+
+    /// Pulls from an iterator until it ends or the source is stopped (drain) or cancelled (abort).
+    pub(crate) async fn iterate<I>(self, mut items: I)
+    where
+        I: Iterator<Item = T> + Send + 'static,
+    {
+        let stop = self.control.stop_source.clone();
+        let mut index = 0;
+        while self.admit(&stop).await {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| items.next())) {
+                Ok(Some(item)) => {
+                    if !self.emit(index, item).await {
+                        break;
+                    }
+                    index += 1;
+                }
+                Ok(None) => break,
+                Err(payload) => {
+                    self.fail_with_panic(payload);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Pulls from a stream until it ends or the source is stopped (drain) or cancelled (abort).
+    pub(crate) async fn stream<S>(self, items: S)
+    where
+        S: Stream<Item = T> + Send + 'static,
+    {
+        let stop = self.control.stop_source.clone();
+        let mut items = pin!(items);
+        let mut index = 0;
+        while self.admit(&stop).await {
+            let next = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                next = AssertUnwindSafe(items.next()).catch_unwind() => next,
+            };
+            match next {
+                Ok(Some(item)) => {
+                    if !self.emit(index, item).await {
+                        break;
+                    }
+                    index += 1;
+                }
+                Ok(None) => break,
+                Err(payload) => {
+                    self.fail_with_panic(payload);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Forwards what the [`Input`](crate::Input) accepted. On drain the input is closed and what it already
+    /// accepted is still forwarded; on abort what it accepted is counted as unprocessed.
+    pub(crate) async fn channel(self, mut receiver: mpsc::Receiver<T>) {
+        let cancel = self.control.cancel.clone();
+        let stop = self.control.stop_source.clone();
+        let mut closed = false;
+        let mut index = 0;
+        loop {
+            if let Some(window) = &self.window {
+                let permit = tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break,
+                    permit = window.acquire() => permit,
+                };
+                match permit {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => break,
+                }
+            }
+            let next = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                () = stop.cancelled(), if !closed => {
+                    receiver.close();
+                    closed = true;
+                    if let Some(window) = &self.window {
+                        window.add_permits(1);
+                    }
+                    continue;
+                }
+                next = receiver.recv() => next,
+            };
+            let Some(item) = next else { break };
+            if !self.emit(index, item).await {
+                break;
+            }
+            index += 1;
+        }
+        // After `close`, `recv` returns what was accepted (including sends through outstanding permits)
+        // and then `None`, without waiting for the senders to be dropped.
+        receiver.close();
+        while let Some(_item) = receiver.recv().await {
+            bump(&self.control.source.produced, 1);
+            bump(&self.control.source.unprocessed, 1);
+        }
+    }
+}

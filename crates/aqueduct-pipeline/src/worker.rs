@@ -1,0 +1,239 @@
+//! The worker loop of a stage: receive, process with panic isolation and retries, apply the failure policy, send.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use aqueduct_core::Error;
+use futures_util::FutureExt;
+use tokio::time::Instant;
+
+use crate::DeadLetter;
+use crate::config::{Failure, FailurePolicy, RetryDecider};
+use crate::control::{Control, ErrorSlot};
+use crate::metrics::{StageState, WorkerCounters, bump, nanos};
+use crate::queue::{Envelope, Outlet, QueueReceiver, Sent};
+
+/// The parts of a stage's configuration the workers need at run time.
+pub(crate) struct StagePolicy<I, E> {
+    pub(crate) retry: Option<RetryDecider<E>>,
+    pub(crate) failure: FailurePolicy<I, E>,
+    pub(crate) clone_item: Option<fn(&I) -> I>,
+}
+
+/// One worker of one stage.
+pub(crate) struct Worker<I, O, F, E> {
+    pub(crate) stage: usize,
+    pub(crate) function: Arc<F>,
+    pub(crate) input: QueueReceiver<I>,
+    pub(crate) outlet: Outlet<O>,
+    pub(crate) policy: Arc<StagePolicy<I, E>>,
+    pub(crate) counters: Arc<WorkerCounters>,
+    pub(crate) state: Arc<StageState>,
+    pub(crate) control: Arc<Control>,
+    pub(crate) errors: Arc<ErrorSlot<E>>,
+    /// In ordered mode failed items leave a gap marker so the reorder buffer does not wait for them.
+    pub(crate) ordered: bool,
+}
+
+enum Outcome<I, O, E> {
+    Done(O),
+    Failed { error: Error<E>, item: Option<I> },
+    Cancelled,
+}
+
+/// Marks the worker as ended (and no longer alive) however its task ends.
+struct AliveGuard {
+    state: Arc<StageState>,
+    counters: Arc<WorkerCounters>,
+    control: Arc<Control>,
+}
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.counters
+            .ended
+            .store(nanos(self.control.epoch.elapsed()).saturating_add(1), Ordering::Relaxed);
+        self.state.workers_alive.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<I, O, F, E> Worker<I, O, F, E>
+where
+    I: Send + 'static,
+    O: Send + 'static,
+    E: Send + 'static,
+{
+    /// Runs until the input queue is closed and empty. After cancellation the worker keeps receiving and
+    /// counts every item as unprocessed, so upstream senders never stay blocked.
+    pub(crate) async fn run<Fut, X>(self)
+    where
+        F: Fn(I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, X>> + Send,
+        X: Into<Error<E>> + Send,
+    {
+        self.counters
+            .started
+            .store(nanos(self.control.epoch.elapsed()).saturating_add(1), Ordering::Relaxed);
+        let _alive = AliveGuard {
+            state: self.state.clone(),
+            counters: self.counters.clone(),
+            control: self.control.clone(),
+        };
+        loop {
+            let envelope = match self.input.try_recv() {
+                Ok(Some(envelope)) => envelope,
+                Ok(None) => {
+                    let started = Instant::now();
+                    let received = self.input.recv().await;
+                    bump(&self.counters.idle_nanos, nanos(started.elapsed()));
+                    match received {
+                        Ok(envelope) => envelope,
+                        Err(_) => break,
+                    }
+                }
+                Err(_) => break,
+            };
+            let Envelope { index, item } = envelope;
+            let Some(item) = item else {
+                // A gap left by an upstream failure (ordered mode): pass it on.
+                self.send_gap(index).await;
+                continue;
+            };
+            bump(&self.counters.items_in, 1);
+            if self.control.cancel.is_cancelled() {
+                bump(&self.counters.unprocessed, 1);
+                continue;
+            }
+            match self.process(index, item).await {
+                Outcome::Done(output) => {
+                    if self.control.cancel.is_cancelled() {
+                        bump(&self.counters.unprocessed, 1);
+                        continue;
+                    }
+                    let envelope = Envelope { index, item: Some(output) };
+                    match self
+                        .outlet
+                        .send(envelope, &self.control.cancel, &self.counters.blocked_nanos)
+                        .await
+                    {
+                        Sent::Delivered => bump(&self.counters.items_out, 1),
+                        Sent::Unprocessed => bump(&self.counters.unprocessed, 1),
+                    }
+                }
+                Outcome::Failed { error, item } => {
+                    bump(&self.counters.failed, 1);
+                    self.handle_failure(index, error, item);
+                    self.send_gap(index).await;
+                }
+                Outcome::Cancelled => bump(&self.counters.unprocessed, 1),
+            }
+        }
+    }
+
+    async fn send_gap(&self, index: u64) {
+        if self.ordered && !self.control.cancel.is_cancelled() {
+            let gap = Envelope { index, item: None };
+            // A gap that cannot be delivered only matters to an ordered consumer that is gone.
+            let _ = self.outlet.send(gap, &self.control.cancel, &self.counters.blocked_nanos).await;
+        }
+    }
+
+    /// Calls the stage function, catching panics, retrying as the policy says, and racing cancellation.
+    async fn process<Fut, X>(&self, index: u64, item: I) -> Outcome<I, O, E>
+    where
+        F: Fn(I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, X>> + Send,
+        X: Into<Error<E>> + Send,
+    {
+        let cancel = &self.control.cancel;
+        let mut attempt: u32 = 0;
+        let mut first_failure: Option<Instant> = None;
+        let mut item = item;
+        loop {
+            attempt = attempt.saturating_add(1);
+            let backup = self.policy.clone_item.map(|clone| clone(&item));
+            let function = &*self.function;
+            let call = AssertUnwindSafe(async move { function(item).await }).catch_unwind();
+            let result = tokio::select! {
+                biased;
+                result = call => result,
+                () = cancel.cancelled() => return Outcome::Cancelled,
+            };
+            let error: Error<E> = match result {
+                Ok(Ok(output)) => return Outcome::Done(output),
+                Ok(Err(error)) => error.into(),
+                Err(payload) => {
+                    bump(&self.counters.panics, 1);
+                    Error::from_panic(usize::try_from(index).ok(), payload)
+                }
+            };
+            let Some(decide) = &self.policy.retry else {
+                return Outcome::Failed { error, item: backup };
+            };
+            let Some(next_item) = backup else {
+                return Outcome::Failed { error, item: None };
+            };
+            let started = *first_failure.get_or_insert_with(Instant::now);
+            let decision = std::panic::catch_unwind(AssertUnwindSafe(|| decide(attempt, &error)));
+            match decision {
+                Ok(Ok(delay)) => {
+                    if delay.is_zero() {
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::select! {
+                            biased;
+                            () = cancel.cancelled() => return Outcome::Cancelled,
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                    }
+                    item = next_item;
+                }
+                Ok(Err(reason)) => {
+                    let error = Error::Exhausted {
+                        attempts: attempt,
+                        elapsed: started.elapsed(),
+                        reason,
+                        last_error: Some(Box::new(error)),
+                    };
+                    return Outcome::Failed { error, item: Some(next_item) };
+                }
+                Err(payload) => {
+                    self.errors.fail(
+                        Error::from_panic(usize::try_from(index).ok(), payload),
+                        &self.control,
+                    );
+                    return Outcome::Cancelled;
+                }
+            }
+        }
+    }
+
+    fn handle_failure(&self, index: u64, error: Error<E>, item: Option<I>) {
+        let outcome = match (&self.policy.failure, item) {
+            (FailurePolicy::FailFast, _) => {
+                self.errors.fail(error, &self.control);
+                return;
+            }
+            (FailurePolicy::Skip(on_failure), _) => {
+                let failure = Failure { stage: self.stage, index, error };
+                std::panic::catch_unwind(AssertUnwindSafe(|| on_failure(failure)))
+            }
+            (FailurePolicy::DeadLetter(on_dead_letter), Some(item)) => {
+                let letter = DeadLetter { stage: self.stage, index, item, error };
+                std::panic::catch_unwind(AssertUnwindSafe(|| on_dead_letter(letter)))
+            }
+            (FailurePolicy::DeadLetter(_), None) => {
+                // Unreachable by construction: the dead-letter policy always clones the item.
+                let message = format!("stage {} lost the item of a dead letter", self.stage);
+                self.errors.fail(Error::ContractViolation { message }, &self.control);
+                return;
+            }
+        };
+        if let Err(payload) = outcome {
+            self.errors
+                .fail(Error::from_panic(usize::try_from(index).ok(), payload), &self.control);
+        }
+    }
+}
