@@ -1,0 +1,144 @@
+//! The adapters that put our slots into deadpool's managed core and, with feature `bb8`, into bb8.
+
+use std::sync::Arc;
+#[cfg(feature = "bb8")]
+use std::sync::atomic::Ordering;
+
+use crate::core::{Core, Failure, Slot};
+use crate::manager::Manager;
+
+/// The pool underneath a [`Pool`](crate::Pool).
+pub(crate) enum BackendPool<M: Manager> {
+    Deadpool(deadpool::managed::Pool<DeadpoolAdapter<M>>),
+    #[cfg(feature = "bb8")]
+    Bb8 {
+        pool: bb8::Pool<Bb8Adapter<M>>,
+        /// A FIFO gate of `max_size` permits: bb8's own waiters can barge, the gate's cannot.
+        gate: Arc<tokio::sync::Semaphore>,
+    },
+}
+
+/// A connection checked out of a backend.
+pub(crate) enum Held<M: Manager> {
+    Deadpool(deadpool::managed::Object<DeadpoolAdapter<M>>),
+    #[cfg(feature = "bb8")]
+    Bb8(bb8::PooledConnection<'static, Bb8Adapter<M>>, tokio::sync::OwnedSemaphorePermit),
+}
+
+impl<M: Manager> Held<M> {
+    pub(crate) fn slot(&self) -> &Slot<M> {
+        match self {
+            Self::Deadpool(object) => object,
+            #[cfg(feature = "bb8")]
+            Self::Bb8(connection, _) => connection,
+        }
+    }
+
+    pub(crate) fn slot_mut(&mut self) -> &mut Slot<M> {
+        match self {
+            Self::Deadpool(object) => object,
+            #[cfg(feature = "bb8")]
+            Self::Bb8(connection, _) => connection,
+        }
+    }
+
+    /// Returns the connection to its backend, or closes it when the return checks fail.
+    pub(crate) fn release(mut self) {
+        let slot = self.slot_mut();
+        let core = Arc::clone(&slot.core);
+        let keep = core.on_return(slot);
+        match self {
+            Self::Deadpool(object) => {
+                if !keep {
+                    drop(deadpool::managed::Object::take(object));
+                }
+            }
+            // bb8 asks `has_broken` on return, which reads the `broken` flag `on_return` set.
+            #[cfg(feature = "bb8")]
+            Self::Bb8(connection, permit) => {
+                drop(connection);
+                drop(permit);
+            }
+        }
+    }
+}
+
+// ===== impl DeadpoolAdapter =====
+
+/// deadpool's `Manager` over our slots: creation and recycling go through [`Core`].
+pub(crate) struct DeadpoolAdapter<M: Manager> {
+    pub(crate) core: Arc<Core<M>>,
+}
+
+impl<M: Manager> deadpool::managed::Manager for DeadpoolAdapter<M> {
+    type Type = Slot<M>;
+    type Error = Failure<M::Error>;
+
+    async fn create(&self) -> Result<Slot<M>, Failure<M::Error>> {
+        // Connections opened ahead of demand pass the same checkout checks as idle ones.
+        while let Some(mut slot) = self.core.pop_stashed() {
+            if self.core.recycle(&mut slot).await {
+                return Ok(slot);
+            }
+        }
+        self.core.open_slot().await
+    }
+
+    async fn recycle(
+        &self,
+        slot: &mut Slot<M>,
+        _metrics: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Failure<M::Error>> {
+        if self.core.recycle(slot).await {
+            Ok(())
+        } else {
+            Err(deadpool::managed::RecycleError::message("evicted by the pool's checkout checks"))
+        }
+    }
+}
+
+// ===== impl Bb8Adapter =====
+
+/// bb8's `ManageConnection` over our slots. Lifetime, idleness and validation are ours, so bb8 runs
+/// with no reaper, no `min_idle` and no connect retry: its `Drop` then never spawns.
+#[cfg(feature = "bb8")]
+pub(crate) struct Bb8Adapter<M: Manager> {
+    pub(crate) core: Arc<Core<M>>,
+}
+
+#[cfg(feature = "bb8")]
+impl<M: Manager> std::fmt::Debug for Bb8Adapter<M> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Bb8Adapter").finish_non_exhaustive()
+    }
+}
+
+/// The error bb8 sees; the real connect error is kept in [`Core`] for the caller's timeout error.
+#[cfg(feature = "bb8")]
+#[derive(Debug)]
+pub(crate) struct Bb8Failure;
+
+#[cfg(feature = "bb8")]
+impl<M: Manager> bb8::ManageConnection for Bb8Adapter<M> {
+    type Connection = Slot<M>;
+    type Error = Bb8Failure;
+
+    async fn connect(&self) -> Result<Slot<M>, Bb8Failure> {
+        match self.core.open_slot().await {
+            Ok(slot) => Ok(slot),
+            Err(Failure::Connect(error)) => {
+                self.core.store_connect_error(error);
+                Err(Bb8Failure)
+            }
+            Err(Failure::ConnectTimeout | Failure::Closed) => Err(Bb8Failure),
+        }
+    }
+
+    async fn is_valid(&self, slot: &mut Slot<M>) -> Result<(), Bb8Failure> {
+        if self.core.recycle(slot).await { Ok(()) } else { Err(Bb8Failure) }
+    }
+
+    fn has_broken(&self, slot: &mut Slot<M>) -> bool {
+        slot.broken || self.core.closing.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,704 @@
+//! `Pool`: acquire, status, expire_all, close, and the background maintenance task.
+
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use aqueduct_core::{Deadline, Elapsed, Error};
+use futures::FutureExt;
+use tokio::time::Instant;
+
+use crate::backend::{BackendPool, DeadpoolAdapter, Held};
+use crate::config::{Backend, PoolBuilder, PoolConfig};
+use crate::core::{Core, Failure, lock};
+use crate::guard::PooledConnection;
+use crate::manager::Manager;
+use crate::status::PoolStatus;
+
+/// The first pause between connect attempts inside one `acquire`; it doubles up to [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(10);
+/// The longest pause between connect attempts inside one `acquire`.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// An async connection pool: the seed's `ConnectionPool(dsn, min_size, max_size)`.
+///
+/// Cheap to clone (an `Arc`); clones share the connections. Build one with [`Pool::builder`], take a
+/// connection with [`acquire`](Pool::acquire), and it goes back when the guard drops.
+///
+/// # Examples
+///
+/// ```
+/// use aqueduct_pool::{Manager, Pool};
+///
+/// #[derive(Debug)]
+/// struct Numbers;
+///
+/// impl Manager for Numbers {
+///     type Connection = u32;
+///     type Error = std::io::Error;
+///     async fn connect(&self) -> Result<u32, std::io::Error> { Ok(7) }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), aqueduct_pool::Error<std::io::Error>> {
+/// let pool = Pool::builder(Numbers).max_size(2).build().await?;
+/// let connection = pool.acquire().await?;
+/// assert_eq!(*connection, 7);
+/// assert_eq!(pool.status().in_use, 1);
+/// drop(connection);
+/// assert_eq!(pool.status().idle, 1);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Pool<M: Manager> {
+    shared: Arc<Shared<M>>,
+}
+
+pub(crate) struct Shared<M: Manager> {
+    pub(crate) core: Arc<Core<M>>,
+    backend: BackendPool<M>,
+}
+
+// ===== impl Pool =====
+
+impl<M: Manager> Pool<M> {
+    /// Starts configuring a pool around `manager`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aqueduct_pool::{Manager, Pool};
+    /// # #[derive(Debug)] struct Numbers;
+    /// # impl Manager for Numbers {
+    /// #     type Connection = u32;
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> Result<u32, std::io::Error> { Ok(7) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder(Numbers).min_size(1).build().await.unwrap();
+    /// assert_eq!(pool.status().size, 1);
+    /// # }
+    /// ```
+    pub fn builder(manager: M) -> PoolBuilder<M> {
+        PoolBuilder::new(manager)
+    }
+
+    pub(crate) async fn start(manager: M, config: PoolConfig) -> Result<Self, Error<M::Error>> {
+        let core = Arc::new(Core::new(manager, config));
+        let backend = match core.config.backend {
+            Backend::Deadpool => {
+                let adapter = DeadpoolAdapter { core: Arc::clone(&core) };
+                let pool = deadpool::managed::Pool::builder(adapter)
+                    .max_size(core.max_size())
+                    .build()
+                    .map_err(|error| Error::ContractViolation { message: error.to_string() })?;
+                BackendPool::Deadpool(pool)
+            }
+            #[cfg(feature = "bb8")]
+            Backend::Bb8 => {
+                let adapter = crate::backend::Bb8Adapter { core: Arc::clone(&core) };
+                let max_size = u32::try_from(core.max_size()).unwrap_or(u32::MAX);
+                let pool = bb8::Pool::builder()
+                    .max_size(max_size)
+                    .min_idle(None)
+                    .max_lifetime(None)
+                    .idle_timeout(None)
+                    .test_on_check_out(true)
+                    .retry_connection(false)
+                    // Our own deadline bounds every wait; bb8's must only be longer.
+                    .connection_timeout(Duration::from_secs(365 * 24 * 3600))
+                    .build_unchecked(adapter);
+                BackendPool::Bb8 {
+                    pool,
+                    gate: Arc::new(tokio::sync::Semaphore::new(core.max_size())),
+                }
+            }
+        };
+        let pool = Self { shared: Arc::new(Shared { core, backend }) };
+        if !pool.shared.core.config.lazy {
+            pool.warm_up().await?;
+        }
+        let weak = Arc::downgrade(&pool.shared);
+        let interval = pool.shared.core.config.maintenance_interval;
+        tokio::spawn(maintain(weak, interval));
+        Ok(pool)
+    }
+
+    /// Opens `min_size` connections at once and fails on the first error.
+    async fn warm_up(&self) -> Result<(), Error<M::Error>> {
+        let core = &self.shared.core;
+        let opens = (0..core.min_size()).map(|_| core.open_slot());
+        let slots = futures::future::try_join_all(opens)
+            .await
+            .map_err(|failure| failure_error(failure, core))?;
+        self.shared.adopt(slots);
+        Ok(())
+    }
+
+    /// Waits for a connection: an idle one, a new one if there is room, or the next one returned.
+    ///
+    /// Waiters are served first come, first served. Connect errors are retried with a short backoff
+    /// until the deadline (the acquire timeout, clamped to the ambient [`Deadline`]).
+    ///
+    /// # Cancellation
+    ///
+    /// Cancel safe: dropping the future gives back its place in the queue, and a connection being
+    /// created or recycled at that moment is closed. Nothing leaks; `status()` stays exact.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Closed`] once [`close`](Pool::close) has begun;
+    /// - [`Error::Elapsed`] when the deadline passes; its `last_error` is the last connect error this
+    ///   call saw (or one a background connect saw), so a refused connect is not reported as a bare timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aqueduct_pool::{Manager, Pool};
+    /// # #[derive(Debug)] struct Numbers;
+    /// # impl Manager for Numbers {
+    /// #     type Connection = u32;
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> Result<u32, std::io::Error> { Ok(7) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder(Numbers).build().await.unwrap();
+    /// let connection = pool.acquire().await.unwrap();
+    /// assert_eq!(*connection + 1, 8);
+    /// # }
+    /// ```
+    pub async fn acquire(&self) -> Result<PooledConnection<M>, Error<M::Error>> {
+        let core = &self.shared.core;
+        if core.is_closing() {
+            return Err(Error::Closed { reconnecting: false });
+        }
+        let mut attempt = pin!(self.get_once());
+        // The fast path: an idle connection is ready without a timer or a clock read.
+        let first_failure = match attempt.as_mut().now_or_never() {
+            Some(Ok(held)) => return Ok(self.hand_out(held)),
+            Some(Err(failure)) => Some(failure),
+            None => None,
+        };
+        let started = Instant::now();
+        let deadline =
+            Deadline::clamp(core.config.acquire_timeout.map(|timeout| started + timeout));
+        let mut last_error = None;
+        let mut pause = FIRST_RETRY_PAUSE;
+        let mut failure = first_failure;
+        loop {
+            match failure.take() {
+                None => {}
+                Some(Failure::Closed) => return Err(Error::Closed { reconnecting: false }),
+                Some(connect_failure) => {
+                    if let Failure::Connect(error) = connect_failure {
+                        last_error = Some(error);
+                    }
+                    // Back off before the next connect, but never past the deadline.
+                    let wake = Instant::now() + pause;
+                    pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                    match deadline {
+                        Some(deadline) if deadline.at() <= wake => {
+                            tokio::time::sleep_until(deadline.at()).await;
+                            return Err(self.elapsed(deadline, started, last_error));
+                        }
+                        _ => tokio::time::sleep_until(wake).await,
+                    }
+                    if core.is_closing() {
+                        return Err(Error::Closed { reconnecting: false });
+                    }
+                    attempt.set(self.get_once());
+                }
+            }
+            let result = match deadline {
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline.at(), attempt.as_mut()).await {
+                        Ok(result) => result,
+                        Err(_) => return Err(self.elapsed(deadline, started, last_error)),
+                    }
+                }
+                None => attempt.as_mut().await,
+            };
+            match result {
+                Ok(held) => return Ok(self.hand_out(held)),
+                Err(next) => failure = Some(next),
+            }
+        }
+    }
+
+    /// Takes a connection only if one is idle or can be created without waiting for another caller.
+    ///
+    /// # Cancellation
+    ///
+    /// As [`acquire`](Pool::acquire): cancel safe.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`] when all `max_size` connections are checked out; [`Error::Closed`] after close;
+    /// [`Error::Operation`] with the connect error when a new connection fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aqueduct_pool::{Manager, Pool};
+    /// # #[derive(Debug)] struct Numbers;
+    /// # impl Manager for Numbers {
+    /// #     type Connection = u32;
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> Result<u32, std::io::Error> { Ok(7) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder(Numbers).max_size(1).build().await.unwrap();
+    /// let held = pool.try_acquire().await.unwrap();
+    /// assert!(pool.try_acquire().await.unwrap_err().is_full());
+    /// # drop(held);
+    /// # }
+    /// ```
+    pub async fn try_acquire(&self) -> Result<PooledConnection<M>, Error<M::Error>> {
+        let core = &self.shared.core;
+        if core.is_closing() {
+            return Err(Error::Closed { reconnecting: false });
+        }
+        let full = Error::Full { capacity: core.max_size() };
+        let held = match &self.shared.backend {
+            BackendPool::Deadpool(pool) => {
+                let no_wait = deadpool::managed::Timeouts {
+                    wait: Some(Duration::ZERO),
+                    create: None,
+                    recycle: None,
+                };
+                match pool.timeout_get(&no_wait).await {
+                    Ok(object) => Held::Deadpool(object),
+                    Err(deadpool::managed::PoolError::Timeout(_)) => return Err(full),
+                    Err(error) => return Err(deadpool_error(error)),
+                }
+            }
+            #[cfg(feature = "bb8")]
+            BackendPool::Bb8 { pool, gate } => {
+                let permit = Arc::clone(gate).try_acquire_owned().map_err(|_| full)?;
+                let connection = loop {
+                    match pool.get_owned().await {
+                        Ok(connection) => break connection,
+                        Err(_) => {
+                            if let Some(error) = core.take_connect_error() {
+                                return Err(Error::Operation(error));
+                            }
+                        }
+                    }
+                };
+                Held::Bb8(connection, permit)
+            }
+        };
+        Ok(self.hand_out(held))
+    }
+
+    async fn get_once(&self) -> Result<Held<M>, Failure<M::Error>> {
+        match &self.shared.backend {
+            BackendPool::Deadpool(pool) => match pool.get().await {
+                Ok(object) => Ok(Held::Deadpool(object)),
+                Err(deadpool::managed::PoolError::Backend(failure)) => Err(failure),
+                Err(deadpool::managed::PoolError::Closed) => Err(Failure::Closed),
+                Err(_) => Err(Failure::ConnectTimeout),
+            },
+            #[cfg(feature = "bb8")]
+            BackendPool::Bb8 { pool, gate } => {
+                let core = &self.shared.core;
+                core.counters.waiting.fetch_add(1, Ordering::AcqRel);
+                let waiting = WaitingGuard(&core.counters.waiting);
+                let permit = Arc::clone(gate).acquire_owned().await.map_err(|_| Failure::Closed)?;
+                drop(waiting);
+                // bb8 reports connect errors only to its error sink and waits for the next
+                // connection, so wait in short slices and surface the stored error between them.
+                let mut slice = FIRST_RETRY_PAUSE * 5;
+                loop {
+                    match tokio::time::timeout(slice, pool.get_owned()).await {
+                        Ok(Ok(connection)) => return Ok(Held::Bb8(connection, permit)),
+                        Ok(Err(_)) | Err(_) => {
+                            if core.is_closing() {
+                                return Err(Failure::Closed);
+                            }
+                            if let Some(error) = core.take_connect_error() {
+                                return Err(Failure::Connect(error));
+                            }
+                            slice = (slice * 2).min(MAX_RETRY_PAUSE);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn hand_out(&self, mut held: Held<M>) -> PooledConnection<M> {
+        let slot = held.slot_mut();
+        slot.uses += 1;
+        self.shared.core.counters.in_use.fetch_add(1, Ordering::AcqRel);
+        PooledConnection::new(held)
+    }
+
+    fn elapsed(
+        &self,
+        deadline: Deadline,
+        started: Instant,
+        last_error: Option<M::Error>,
+    ) -> Error<M::Error> {
+        let core = &self.shared.core;
+        core.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+        let timeout = if deadline.is_ambient() { None } else { core.config.acquire_timeout };
+        let elapsed = Elapsed::new(timeout, deadline.at(), started.elapsed())
+            .with_ambient(deadline.is_ambient());
+        Error::Elapsed { elapsed, last_error: last_error.or_else(|| core.take_connect_error()) }
+    }
+
+    /// What the pool holds now, and its counters since it was built.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aqueduct_pool::{Manager, Pool};
+    /// # #[derive(Debug)] struct Numbers;
+    /// # impl Manager for Numbers {
+    /// #     type Connection = u32;
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> Result<u32, std::io::Error> { Ok(7) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder(Numbers).min_size(3).max_size(5).build().await.unwrap();
+    /// let status = pool.status();
+    /// assert_eq!((status.size, status.idle, status.in_use, status.max_size), (3, 3, 0, 5));
+    /// assert_eq!(status.created, 3);
+    /// # }
+    /// ```
+    pub fn status(&self) -> PoolStatus {
+        let core = &self.shared.core;
+        let counters = &core.counters;
+        let size = counters.size.load(Ordering::Acquire);
+        let in_use = counters.in_use.load(Ordering::Acquire);
+        let waiters = match &self.shared.backend {
+            BackendPool::Deadpool(pool) => pool.status().waiting,
+            #[cfg(feature = "bb8")]
+            BackendPool::Bb8 { .. } => counters.waiting.load(Ordering::Acquire),
+        };
+        PoolStatus {
+            max_size: core.max_size(),
+            size,
+            idle: size.saturating_sub(in_use),
+            in_use,
+            waiters,
+            created: counters.created.load(Ordering::Relaxed),
+            recycled: counters.recycled.load(Ordering::Relaxed),
+            validated: counters.validated.load(Ordering::Relaxed),
+            evicted: counters.evicted.load(Ordering::Relaxed),
+            timeouts: counters.timeouts.load(Ordering::Relaxed),
+            connect_errors: counters.connect_errors.load(Ordering::Relaxed),
+            closed: core.is_closing(),
+        }
+    }
+
+    /// The settings the pool was built with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aqueduct_pool::{Manager, Pool};
+    /// # #[derive(Debug)] struct Numbers;
+    /// # impl Manager for Numbers {
+    /// #     type Connection = u32;
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> Result<u32, std::io::Error> { Ok(7) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder(Numbers).max_size(3).build().await.unwrap();
+    /// assert_eq!(pool.config().max_size, 3);
+    /// # }
+    /// ```
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.core.config
+    }
+
+    /// The manager the pool connects with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aqueduct_pool::{Manager, Pool};
+    /// # #[derive(Debug)] struct Numbers;
+    /// # impl Manager for Numbers {
+    /// #     type Connection = u32;
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> Result<u32, std::io::Error> { Ok(7) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder(Numbers).build().await.unwrap();
+    /// let _manager: &Numbers = pool.manager();
+    /// # }
+    /// ```
+    pub fn manager(&self) -> &M {
+        &self.shared.core.manager
+    }
+
+    /// Retires every connection open now: idle ones are closed at once, checked-out ones when they
+    /// come back (asyncpg's `expire_connections`, for credential rotation or a failover).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aqueduct_pool::{Manager, Pool};
+    /// # #[derive(Debug)] struct Numbers;
+    /// # impl Manager for Numbers {
+    /// #     type Connection = u32;
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> Result<u32, std::io::Error> { Ok(7) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder(Numbers).min_size(2).build().await.unwrap();
+    /// pool.expire_all();
+    /// assert_eq!(pool.status().size, 0);
+    /// assert_eq!(pool.status().evicted, 2);
+    /// # }
+    /// ```
+    pub fn expire_all(&self) {
+        self.shared.core.generation.fetch_add(1, Ordering::AcqRel);
+        self.shared.reap_idle();
+    }
+
+    /// Closes the pool gracefully: the seed's `await pool.close()`.
+    ///
+    /// At once, new acquires fail with [`Error::Closed`] and idle connections are closed. Then it
+    /// waits up to `grace` for checked-out connections to come back (each is closed on return);
+    /// when `grace` ends, those still out are terminated through the manager's
+    /// [`Terminator`](crate::Terminator) and the rest are closed whenever their guard drops.
+    /// Returns how many connections were terminated.
+    ///
+    /// # Cancellation
+    ///
+    /// The pool stays closed; dropping the future only stops waiting for checked-out connections.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use aqueduct_pool::{Manager, Pool};
+    /// # #[derive(Debug)] struct Numbers;
+    /// # impl Manager for Numbers {
+    /// #     type Connection = u32;
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> Result<u32, std::io::Error> { Ok(7) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder(Numbers).min_size(2).build().await.unwrap();
+    /// let terminated = pool.close(Duration::from_secs(1)).await;
+    /// assert_eq!(terminated, 0);
+    /// assert!(pool.acquire().await.unwrap_err().is_closed());
+    /// assert_eq!(pool.status().size, 0);
+    /// # }
+    /// ```
+    pub async fn close(&self, grace: Duration) -> usize {
+        let core = &self.shared.core;
+        core.closing.store(true, Ordering::Release);
+        // Waiters fail at once; connections that come back from now on are closed.
+        match &self.shared.backend {
+            BackendPool::Deadpool(pool) => pool.close(),
+            #[cfg(feature = "bb8")]
+            BackendPool::Bb8 { gate, .. } => gate.close(),
+        }
+        self.shared.reap_idle();
+        let all_back = async {
+            loop {
+                let notified = core.returned.notified();
+                if core.counters.in_use.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let terminated = match tokio::time::timeout(grace, all_back).await {
+            Ok(()) => 0,
+            Err(_) => core.terminate_all(),
+        };
+        self.shared.reap_idle();
+        terminated
+    }
+
+    /// Whether [`close`](Pool::close) has begun.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aqueduct_pool::{Manager, Pool};
+    /// # #[derive(Debug)] struct Numbers;
+    /// # impl Manager for Numbers {
+    /// #     type Connection = u32;
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> Result<u32, std::io::Error> { Ok(7) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder(Numbers).build().await.unwrap();
+    /// assert!(!pool.is_closed());
+    /// # }
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.shared.core.is_closing()
+    }
+}
+
+impl<M: Manager> Clone for Pool<M> {
+    fn clone(&self) -> Self {
+        Self { shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl<M: Manager> std::fmt::Debug for Pool<M> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Pool").field("status", &self.status()).finish_non_exhaustive()
+    }
+}
+
+// ===== impl Shared =====
+
+impl<M: Manager> Shared<M> {
+    /// Closes idle connections that are broken, expired, retired by `expire_all`, or idle too long
+    /// (never going below `min_size` for idleness).
+    fn reap_idle(&self) {
+        let core = &self.core;
+        let now = Instant::now();
+        let mut evicted = 0;
+        {
+            let mut stash = lock(&core.stash);
+            let before = stash.len();
+            stash.retain(|slot| core.keeps_idle(slot, now));
+            evicted += before - stash.len();
+        }
+        match &self.backend {
+            BackendPool::Deadpool(pool) => {
+                evicted += pool.retain(|slot, _| core.keeps_idle(slot, now)).removed.len();
+                // The removed slots are dropped by now, so the size is exact: idleness may close only
+                // the connections above `min_size`.
+                let mut removable =
+                    core.counters.size.load(Ordering::Acquire).saturating_sub(core.min_size());
+                let mut stash = lock(&core.stash);
+                let before = stash.len();
+                stash.retain(|slot| {
+                    let idle_too_long = core.idle_too_long(slot, now) && removable > 0;
+                    removable -= usize::from(idle_too_long);
+                    !idle_too_long
+                });
+                evicted += before - stash.len();
+                drop(stash);
+                evicted += pool
+                    .retain(|slot, _| {
+                        let idle_too_long = core.idle_too_long(slot, now) && removable > 0;
+                        removable -= usize::from(idle_too_long);
+                        !idle_too_long
+                    })
+                    .removed
+                    .len();
+            }
+            #[cfg(feature = "bb8")]
+            BackendPool::Bb8 { pool, .. } => {
+                // bb8 has no `retain`: take each idle connection out without waiting; the checkout
+                // checks evict what must go, and the others go straight back.
+                let idle = usize::try_from(pool.state().idle_connections).unwrap_or(0);
+                for _ in 0..idle {
+                    if !matches!(pool.get().now_or_never(), Some(Ok(_))) {
+                        break;
+                    }
+                }
+            }
+        }
+        core.counters.evicted.fetch_add(evicted as u64, Ordering::Relaxed);
+    }
+
+    /// Puts freshly opened connections into the pool: bb8 takes them directly; for deadpool, which
+    /// creates only through its manager, they wait in the stash its `create` draws from first.
+    fn adopt(&self, slots: Vec<crate::core::Slot<M>>) {
+        match &self.backend {
+            BackendPool::Deadpool(_) => lock(&self.core.stash).extend(slots),
+            #[cfg(feature = "bb8")]
+            BackendPool::Bb8 { pool, .. } => {
+                for slot in slots {
+                    let _ = pool.add(slot);
+                }
+            }
+        }
+    }
+
+    /// Opens connections until `min_size` is reached, in the background so that no caller waits on
+    /// them; connect errors are kept for timeout errors.
+    async fn top_up(&self) {
+        let core = &self.core;
+        while core.counters.size.load(Ordering::Acquire) < core.min_size() && !core.is_closing() {
+            match core.open_slot().await {
+                Ok(slot) => self.adopt(vec![slot]),
+                Err(Failure::Connect(error)) => {
+                    core.store_connect_error(error);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// The background task: reaps, then tops up to `min_size`, every `interval`, until the pool is
+/// dropped or closed.
+async fn maintain<M: Manager>(shared: Weak<Shared<M>>, interval: Duration) {
+    let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(shared) = shared.upgrade() else { return };
+        if shared.core.is_closing() {
+            return;
+        }
+        shared.reap_idle();
+        shared.top_up().await;
+    }
+}
+
+#[cfg(feature = "bb8")]
+struct WaitingGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+#[cfg(feature = "bb8")]
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn deadpool_error<E>(error: deadpool::managed::PoolError<Failure<E>>) -> Error<E> {
+    match error {
+        deadpool::managed::PoolError::Backend(Failure::Connect(error)) => Error::Operation(error),
+        deadpool::managed::PoolError::Closed
+        | deadpool::managed::PoolError::Backend(Failure::Closed) => {
+            Error::Closed { reconnecting: false }
+        }
+        _ => Error::Elapsed {
+            elapsed: Elapsed::new(None, Instant::now(), Duration::ZERO),
+            last_error: None,
+        },
+    }
+}
+
+fn failure_error<M: Manager>(failure: Failure<M::Error>, core: &Core<M>) -> Error<M::Error> {
+    match failure {
+        Failure::Connect(error) => Error::Operation(error),
+        Failure::Closed => Error::Closed { reconnecting: false },
+        Failure::ConnectTimeout => Error::Elapsed {
+            elapsed: Elapsed::new(
+                core.config.create_timeout,
+                Instant::now(),
+                core.config.create_timeout.unwrap_or_default(),
+            ),
+            last_error: None,
+        },
+    }
+}

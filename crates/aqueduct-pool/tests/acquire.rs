@@ -1,0 +1,148 @@
+//! Exhaustion, FIFO fairness, acquire timeouts that carry the connect error, and the ambient deadline.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aqueduct_pool::{Backend, Error, with_deadline};
+use aqueduct_testkit::FakeError;
+use tokio::time::Instant;
+
+#[tokio::test(start_paused = true)]
+async fn an_exhausted_pool_makes_callers_wait_then_hands_over_in_arrival_order() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder.max_size(2).build().await.expect("builds");
+        let first = pool.acquire().await.expect("room");
+        let second = pool.acquire().await.expect("room");
+        assert!(pool.try_acquire().await.expect_err("full").is_full());
+
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for index in 0..6 {
+            let pool = pool.clone();
+            let order = Arc::clone(&order);
+            waiters.push(tokio::spawn(async move {
+                let connection = pool.acquire().await.expect("served in turn");
+                order.lock().unwrap().push(index);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                drop(connection);
+            }));
+            // Arrival order is spawn order.
+            common::settle().await;
+        }
+        assert_eq!(pool.status().waiters, 6, "{backend:?}");
+        drop((first, second));
+        for waiter in waiters {
+            waiter.await.expect("no panic");
+        }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4, 5], "FIFO ({backend:?})");
+        assert_eq!(database.opened(), 2, "no connection beyond max_size");
+        common::assert_at_rest(&pool, &database);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_pool_times_out_after_acquire_timeout_without_a_connect_error() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder
+            .max_size(1)
+            .acquire_timeout(Duration::from_secs(2))
+            .build()
+            .await
+            .expect("builds");
+        let held = pool.acquire().await.expect("room");
+        let started = Instant::now();
+        let error = pool.acquire().await.expect_err("nothing comes back");
+        assert_eq!(started.elapsed(), Duration::from_secs(2), "{backend:?}");
+        let Error::Elapsed { elapsed, last_error } = &error else { panic!("{error:?}") };
+        assert_eq!(elapsed.timeout(), Some(Duration::from_secs(2)));
+        assert!(last_error.is_none(), "no connect failed");
+        assert_eq!(pool.status().timeouts, 1);
+        drop(held);
+        common::assert_at_rest(&pool, &database);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_connect_fails_within_the_timeout_with_the_connect_error() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder
+            .acquire_timeout(Duration::from_secs(3))
+            .lazy(true)
+            .build()
+            .await
+            .expect("builds");
+        database.set_refusing(true);
+        let started = Instant::now();
+        let error = pool.acquire().await.expect_err("the server refuses");
+        assert!(
+            started.elapsed() <= Duration::from_secs(3),
+            "{backend:?}: {:?}",
+            started.elapsed()
+        );
+        assert!(started.elapsed() >= Duration::from_secs(2), "retries until the deadline");
+        let Error::Elapsed { last_error, .. } = &error else { panic!("{error:?}") };
+        assert_eq!(last_error.as_ref(), Some(&FakeError::Refused), "{backend:?}");
+        assert!(database.attempts() > 2, "connects were retried ({backend:?})");
+        assert!(pool.status().connect_errors >= 2);
+        // The error chain names the cause.
+        let source = std::error::Error::source(&error).expect("has a source");
+        assert_eq!(source.to_string(), "connection refused");
+
+        // Once the server accepts again, so does the pool.
+        database.set_refusing(false);
+        assert!(pool.acquire().await.is_ok(), "{backend:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_comes_back_inside_the_timeout_serves_the_waiter() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder.acquire_timeout(Duration::from_secs(5)).build().await.expect("builds");
+        database.set_refusing(true);
+        let recovering = database.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            recovering.set_refusing(false);
+        });
+        let started = Instant::now();
+        assert!(pool.acquire().await.is_ok(), "{backend:?}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_ambient_deadline_shortens_the_acquire_timeout() {
+    for &backend in Backend::all() {
+        let (builder, _database) = common::builder(backend);
+        let pool = builder.max_size(1).build().await.expect("builds");
+        let held = pool.acquire().await.expect("room");
+        let started = Instant::now();
+        let at = started + Duration::from_millis(300);
+        let error =
+            with_deadline(at, pool.acquire()).await.expect_err("the ambient deadline passes first");
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+        let Error::Elapsed { elapsed, .. } = &error else { panic!("{error:?}") };
+        assert!(elapsed.is_ambient(), "{backend:?}");
+        drop(held);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_acquire_creates_when_there_is_room_and_rejects_when_full() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder.max_size(1).build().await.expect("builds");
+        let held = pool.try_acquire().await.expect("room");
+        let Err(Error::Full { capacity }) = pool.try_acquire().await else { panic!("full") };
+        assert_eq!(capacity, 1);
+        drop(held);
+        assert!(pool.try_acquire().await.is_ok());
+        assert_eq!(database.opened(), 1, "{backend:?}");
+    }
+}

@@ -1,0 +1,179 @@
+//! Max lifetime with jitter, idle timeout that respects min_size, validation after an idle window,
+//! eviction of broken connections, expire_all, and the background top-up.
+
+mod common;
+
+use std::time::Duration;
+
+use aqueduct_pool::Backend;
+use aqueduct_testkit::FakeError;
+
+#[tokio::test(start_paused = true)]
+async fn connections_are_replaced_after_their_jittered_max_lifetime() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder
+            .max_lifetime(Duration::from_secs(60))
+            .lifetime_jitter(Duration::from_secs(10))
+            .validate_after_idle(None)
+            .build()
+            .await
+            .expect("builds");
+        let first = pool.acquire().await.expect("room").id();
+        tokio::time::sleep(Duration::from_secs(49)).await;
+        assert_eq!(pool.acquire().await.expect("room").id(), first, "still young ({backend:?})");
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let replaced = pool.acquire().await.expect("room");
+        assert_ne!(replaced.id(), first, "expired after at most 60 s ({backend:?})");
+        drop(replaced);
+        assert_eq!(pool.status().evicted, 1);
+        common::assert_at_rest(&pool, &database);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_connection_in_use_is_closed_when_it_comes_back() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder
+            .max_lifetime(Duration::from_secs(10))
+            .lifetime_jitter(Duration::ZERO)
+            .build()
+            .await
+            .expect("builds");
+        let held = pool.acquire().await.expect("room");
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        drop(held);
+        assert_eq!(pool.status().size, 0, "{backend:?}");
+        assert_eq!(database.open(), 0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_closes_idle_connections_but_never_below_min_size() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder
+            .min_size(2)
+            .max_size(6)
+            .idle_timeout(Duration::from_secs(30))
+            .maintenance_interval(Duration::from_secs(5))
+            .build()
+            .await
+            .expect("builds");
+        let burst: Vec<_> = futures::future::join_all((0..6).map(|_| pool.acquire())).await;
+        assert_eq!(pool.status().size, 6);
+        drop(burst);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(pool.status().size, 6, "not idle long enough yet ({backend:?})");
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        common::settle().await;
+        assert_eq!(pool.status().size, 2, "shrunk to min_size, not below ({backend:?})");
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(pool.status().size, 2, "{backend:?}");
+        common::assert_at_rest(&pool, &database);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn validation_runs_only_after_the_idle_window() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder
+            .max_size(1)
+            .validate_after_idle(Duration::from_millis(500))
+            .build()
+            .await
+            .expect("builds");
+        drop(pool.acquire().await.expect("room"));
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(pool.acquire().await.expect("room"));
+        }
+        assert_eq!(database.pings(), 0, "busy connections skip validation ({backend:?})");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        drop(pool.acquire().await.expect("room"));
+        assert_eq!(database.pings(), 1, "an idle connection is validated ({backend:?})");
+        assert_eq!(pool.status().validated, 1);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_idle_connections_are_detected_at_the_next_checkout() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder.min_size(3).max_size(3).build().await.expect("builds");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        database.kill_all();
+        let connection = pool.acquire().await.expect("a fresh connection replaces the dead ones");
+        assert!(connection.is_alive(), "{backend:?}");
+        assert_eq!(connection.ping().await, Ok(()));
+        drop(connection);
+        assert!(pool.status().evicted >= 1, "{backend:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn fatal_errors_and_mark_broken_evict_on_return() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder.build().await.expect("builds");
+        let mut connection = pool.acquire().await.expect("room");
+        database.kill_all();
+        let result = connection.ping().await;
+        assert_eq!(connection.observe(result), Err(FakeError::Dead));
+        assert!(connection.is_marked_broken());
+        drop(connection);
+        assert_eq!(pool.status().size, 0, "{backend:?}");
+
+        let mut connection = pool.acquire().await.expect("room");
+        assert!(connection.observe(Err::<(), _>(FakeError::Refused)).is_err());
+        assert!(!connection.is_marked_broken(), "a non-fatal error keeps the connection");
+        connection.mark_broken();
+        drop(connection);
+        assert_eq!(pool.status().size, 0, "{backend:?}");
+        assert_eq!(database.open(), 0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn expire_all_retires_idle_at_once_and_busy_on_return() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder.min_size(3).build().await.expect("builds");
+        let busy = pool.acquire().await.expect("room");
+        let busy_id = busy.id();
+        pool.expire_all();
+        assert_eq!(pool.status().size, 1, "idle ones closed at once ({backend:?})");
+        drop(busy);
+        assert_eq!(pool.status().size, 0, "the busy one closed on return ({backend:?})");
+        let fresh = pool.acquire().await.expect("room");
+        assert_ne!(fresh.id(), busy_id);
+        drop(fresh);
+        common::assert_at_rest(&pool, &database);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_background_task_restores_min_size_after_a_restart() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder
+            .min_size(4)
+            .max_size(8)
+            .maintenance_interval(Duration::from_secs(1))
+            .build()
+            .await
+            .expect("builds");
+        pool.expire_all();
+        assert_eq!(pool.status().size, 0);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        common::settle().await;
+        assert_eq!(pool.status().size, 4, "topped up in the background ({backend:?})");
+        let before = database.opened();
+        let held: Vec<_> = futures::future::join_all((0..4).map(|_| pool.acquire())).await;
+        assert_eq!(database.opened(), before, "callers got the prepared connections ({backend:?})");
+        drop(held);
+        common::assert_at_rest(&pool, &database);
+    }
+}
