@@ -124,13 +124,24 @@ impl<M: Manager> bb8::ManageConnection for Bb8Adapter<M> {
     type Error = Bb8Failure;
 
     async fn connect(&self) -> Result<Slot<M>, Bb8Failure> {
-        match self.core.open_slot().await {
-            Ok(slot) => Ok(slot),
-            Err(Failure::Connect(error)) => {
+        use futures::FutureExt;
+        // bb8 runs this in a task of its own and leaks its reservation if it panics, which would
+        // shrink the pool for good: catch the panic and hand it to a waiting caller instead.
+        let opened = std::panic::AssertUnwindSafe(self.core.open_slot()).catch_unwind().await;
+        match opened {
+            Ok(Ok(slot)) => Ok(slot),
+            Ok(Err(Failure::Connect(error))) => {
                 self.core.store_connect_error(error);
                 Err(Bb8Failure)
             }
-            Err(Failure::ConnectTimeout | Failure::Closed) => Err(Bb8Failure),
+            Ok(Err(_)) => Err(Bb8Failure),
+            Err(payload) => {
+                let error = aqueduct_core::Error::<()>::from_panic(None, payload);
+                if let aqueduct_core::Error::Panicked { message, .. } = error {
+                    *crate::core::lock(&self.core.panic) = Some(message);
+                }
+                Err(Bb8Failure)
+            }
         }
     }
 

@@ -20,6 +20,9 @@ pub(crate) enum Failure<E> {
     ConnectTimeout,
     /// The pool is closed.
     Closed,
+    /// The manager panicked in a task the caller does not run (bb8 connects in tasks of its own).
+    #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
+    Panicked(String),
 }
 
 /// Shared by the pool handle, the backend adapter and every slot.
@@ -36,6 +39,9 @@ pub(crate) struct Core<M: Manager> {
     /// Connections opened ahead of demand that deadpool has not taken in yet (it only creates through
     /// its manager's `create`, which draws from here first).
     pub(crate) stash: Mutex<Vec<Slot<M>>>,
+    /// The message of a panic in a connect no caller was running (bb8's spawned connects).
+    #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
+    pub(crate) panic: Mutex<Option<String>>,
     /// The last error of a connect no caller was waiting on (background top-up, bb8's spawned connects).
     last_connect_error: Mutex<Option<M::Error>>,
 }
@@ -85,6 +91,7 @@ impl<M: Manager> Core<M> {
             terminators: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             stash: Mutex::new(Vec::new()),
+            panic: Mutex::new(None),
             last_connect_error: Mutex::new(None),
         }
     }

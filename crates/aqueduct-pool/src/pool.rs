@@ -192,6 +192,9 @@ impl<M: Manager> Pool<M> {
             match failure.take() {
                 None => {}
                 Some(Failure::Closed) => return Err(Error::Closed { reconnecting: false }),
+                Some(Failure::Panicked(message)) => {
+                    return Err(Error::Panicked { index: None, message });
+                }
                 Some(connect_failure) => {
                     if let Failure::Connect(error) = connect_failure {
                         last_error = Some(error);
@@ -319,6 +322,9 @@ impl<M: Manager> Pool<M> {
                         Ok(Err(_)) | Err(_) => {
                             if core.is_closing() {
                                 return Err(Failure::Closed);
+                            }
+                            if let Some(message) = lock(&core.panic).take() {
+                                return Err(Failure::Panicked(message));
                             }
                             if let Some(error) = core.take_connect_error() {
                                 return Err(Failure::Connect(error));
@@ -690,6 +696,7 @@ fn deadpool_error<E>(error: deadpool::managed::PoolError<Failure<E>>) -> Error<E
 
 fn failure_error<M: Manager>(failure: Failure<M::Error>, core: &Core<M>) -> Error<M::Error> {
     match failure {
+        Failure::Panicked(message) => Error::Panicked { index: None, message },
         Failure::Connect(error) => Error::Operation(error),
         Failure::Closed => Error::Closed { reconnecting: false },
         Failure::ConnectTimeout => Error::Elapsed {
