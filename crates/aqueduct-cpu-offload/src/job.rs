@@ -206,9 +206,10 @@ where
         return;
     }
     let outcome = catch_unwind(AssertUnwindSafe(job)).map_err(Failure::Panicked);
+    // The slot is returned before the value is sent, so a caller that sees the value also sees the room.
+    drop(ticket);
     // The receiver may have gone meanwhile; the value is then dropped here, on the worker.
     let _ = sender.send(outcome);
-    drop(ticket);
 }
 
 /// One slot of a pool's capacity, held by a queued or running job and returned when dropped.
