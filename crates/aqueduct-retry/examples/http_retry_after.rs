@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use aqueduct_retry::{Classify, Error, HintMode, RetryPolicy, Transience, retry};
+use aqueduct_retry::{
+    Classify, Error, HintMode, RetryPolicy, Transience, parse_retry_after, retry,
+};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::server::conn::http1;
@@ -66,7 +68,7 @@ impl Classify for HttpError {
     }
 }
 
-/// One GET: a 2xx body, or the status with its `Retry-After` (the delta-seconds form).
+/// One GET: a 2xx body, or the status with its `Retry-After` (seconds or an HTTP-date).
 async fn get(client: &reqwest::Client, url: &str) -> Result<String, HttpError> {
     let response = client.get(url).send().await.map_err(HttpError::Transport)?;
     let status = response.status();
@@ -77,8 +79,7 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<String, HttpError> {
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(|value| parse_retry_after(value, std::time::SystemTime::now()));
     Err(HttpError::Status { status, retry_after })
 }
 

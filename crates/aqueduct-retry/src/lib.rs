@@ -9,6 +9,7 @@ mod builders;
 mod engine;
 mod future;
 mod hooks;
+mod http;
 mod policy;
 
 pub use aqueduct_core::{
@@ -23,4 +24,5 @@ pub use crate::hooks::{
     AcceptAll, AcceptValue, Classified, ClassifyWith, DefaultHint, DefaultRetryIf, HintSource,
     Hooks, NoHook, OnRetry, RetryAfterFn, RetryIf, RetryState, ServerHint,
 };
+pub use crate::http::parse_retry_after;
 pub use crate::policy::{Backoff, ConfigError, HintMode, Jitter, RetryPolicy, RetryPolicyBuilder};
