@@ -61,11 +61,7 @@ pub fn try_acquire_all<'a, E>(
     // Check every rate limit without spending.
     let mut longest_wait = 0;
     for limiter in limiters {
-        if let Some((state, params)) = limiter.rate_parts() {
-            let now = limiter.now_ns();
-            let decision = params.decide(state.load(), now, tokens);
-            longest_wait = longest_wait.max(decision.start_at - now);
-        }
+        longest_wait = longest_wait.max(limiter.rate_wait_ns(tokens, limiter.now_ns()));
     }
     if longest_wait > 0 {
         return Err(Error::RateLimited { retry_after: Duration::from_nanos(longest_wait) });
@@ -73,17 +69,24 @@ pub fn try_acquire_all<'a, E>(
     // Charge them in order, rolling back on a lost race.
     let mut charged: Vec<&Limiter> = Vec::with_capacity(limiters.len());
     for limiter in limiters {
-        if let Some((state, params)) = limiter.rate_parts() {
+        if let Some((state, params, queued)) = limiter.rate_parts() {
             let now = limiter.now_ns();
-            if let Err(refused) = state.book(params, now, tokens, 0) {
+            // Callers queued on this limiter go first: never take tokens ahead of them.
+            let booked = if queued {
+                Err(limiter.rate_wait_ns(tokens, now).max(1))
+            } else {
+                state
+                    .book(params, now, tokens, 0)
+                    .map(|_| ())
+                    .map_err(|refused| refused.start_at - now)
+            };
+            if let Err(wait) = booked {
                 for done in charged {
-                    if let Some((state, params)) = done.rate_parts() {
+                    if let Some((state, params, _)) = done.rate_parts() {
                         state.refund_any(params.cost_ns(tokens));
                     }
                 }
-                return Err(Error::RateLimited {
-                    retry_after: Duration::from_nanos(refused.start_at - now),
-                });
+                return Err(Error::RateLimited { retry_after: Duration::from_nanos(wait) });
             }
             charged.push(limiter);
         }

@@ -8,6 +8,7 @@ mod gcra;
 mod keyed;
 mod limited;
 mod limiter;
+mod queue;
 
 pub use crate::all::try_acquire_all;
 pub use crate::config::{ConfigError, Quota, Rate};

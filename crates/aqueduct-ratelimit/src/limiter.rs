@@ -15,6 +15,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::config::{ConfigError, Quota, Rate};
 use crate::gcra::{AtomicTat, Params};
+use crate::queue::{Enter, QueuePoll, RateQueue};
 
 /// A concurrency limit, a rate limit, or both, shared by cloning (clones share one state).
 ///
@@ -82,7 +83,10 @@ pub struct LimiterBuilder {
 /// drop(permit);
 /// assert!(limiter.try_acquire::<()>().is_ok());
 /// ```
-#[must_use = "the concurrency slot is given back as soon as the permit is dropped"]
+///
+/// `Permit` is deliberately not `#[must_use]`: with a rate limit alone there is nothing to hold, and
+/// `limiter.acquire().await?;` is the natural way to pace a call. With a concurrency limit, bind it
+/// (`let _permit = ...`) for as long as the call runs.
 pub struct Permit<'a> {
     limiter: &'a Limiter,
     concurrency: Option<SemaphorePermit<'a>>,
@@ -125,10 +129,9 @@ pub enum Peek {
 ///
 /// # Cancellation
 ///
-/// Dropping it before it resolves leaks nothing: a concurrency slot not yet granted is never taken, a
-/// granted one is given back, and a rate booking is refunded exactly when no later caller booked after it.
-/// When later callers did book (they queue behind it), the booking's slot cannot be handed to them without
-/// reordering them, so that slot goes unused: the limiter admits at most, never more than, its rate.
+/// Dropping it before it resolves leaks nothing, exactly: a concurrency slot not yet granted is never
+/// taken, a granted one is given back, and a caller queued for rate tokens leaves the queue having taken
+/// none (tokens are taken only at admission), so the callers behind it move up at once.
 /// The caller loses its place in the queue.
 ///
 /// # Examples
@@ -169,6 +172,8 @@ struct RateState {
     burst: AtomicU64,
     /// The quota as configured; its lock also serialises reconfigurations.
     quota: Mutex<Quota>,
+    /// Callers waiting for tokens, in arrival order.
+    queue: RateQueue,
 }
 
 struct ConcurrencyState {
@@ -189,10 +194,12 @@ enum AcquireState<'a> {
         deadline: Option<(Deadline, Pin<Box<Sleep>>)>,
         started: Instant,
     },
-    WaitingSlot {
+    Queued {
         permit: Permit<'a>,
-        booking: Booking,
-        sleep: Pin<Box<Sleep>>,
+        ticket: u64,
+        slot: Option<(u64, Pin<Box<Sleep>>)>,
+        deadline: Option<(Deadline, Pin<Box<Sleep>>)>,
+        started: Instant,
     },
     Done,
 }
@@ -333,6 +340,7 @@ impl LimiterBuilder {
                     emission_ns: AtomicU64::new(quota.params.emission_ns),
                     burst: AtomicU64::new(quota.params.burst),
                     quota: Mutex::new(quota),
+                    queue: RateQueue::default(),
                 })
             }
         };
@@ -465,7 +473,7 @@ impl Limiter {
     ///
     /// # Cancellation
     ///
-    /// See [`Acquire`]: dropping the future leaks nothing; a rate booking is refunded when it is the last one.
+    /// See [`Acquire`]: dropping the future leaks nothing and gives its place to the callers behind it.
     ///
     /// # Errors
     ///
@@ -496,7 +504,7 @@ impl Limiter {
     }
 
     /// Waits for a permit of weight `weight`, in FIFO order; see [`try_acquire_n`](Self::try_acquire_n) for
-    /// what a weight means. A large request books its slot like any other, so small ones cannot starve it.
+    /// what a weight means. A large request queues like any other and small ones cannot slip past it, so it is not starved.
     ///
     /// # Cancellation
     ///
@@ -630,7 +638,8 @@ impl Limiter {
         }
         if let Some(rate) = &self.inner.rate {
             let now = self.now_ns();
-            let decision = rate.params().decide(rate.tat.load(), now, u64::from(weight));
+            let queued = rate.queue.queued_tokens();
+            let decision = rate.params().decide(rate.tat.load(), now, queued + u64::from(weight));
             if decision.start_at > now {
                 return Peek::RateLimited {
                     retry_after: Duration::from_nanos(decision.start_at - now),
@@ -651,6 +660,28 @@ impl Limiter {
     /// ```
     pub fn available_tokens(&self) -> Option<u64> {
         self.inner.rate.as_ref().map(|rate| rate.params().available(rate.tat.load(), self.now_ns()))
+    }
+
+    /// How many callers queue for rate tokens now (0 without a rate limit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aqueduct_ratelimit::{Limiter, Rate};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::rate_limit(Rate::per_second(1), 1).unwrap();
+    /// let _first = limiter.acquire::<()>().await.unwrap();
+    /// let mut second = Box::pin(limiter.acquire::<()>());
+    /// assert!(futures::poll!(&mut second).is_pending());
+    /// assert_eq!(limiter.waiting(), 1);
+    /// drop(second);
+    /// assert_eq!(limiter.waiting(), 0);
+    /// # }
+    /// ```
+    pub fn waiting(&self) -> usize {
+        self.inner.rate.as_ref().map_or(0, |rate| rate.queue.len())
     }
 
     /// How many concurrency slots are free now (`None` without a concurrency limit).
@@ -730,8 +761,8 @@ impl Limiter {
 
     /// Changes the rate and burst at run time, keeping the state: no burst is granted by the change.
     ///
-    /// The bucket keeps its fill *ratio* (a bucket empty at 10/s is empty at 100/s), and slots already
-    /// booked by waiting callers keep their time, so a new caller never overtakes one already waiting.
+    /// The bucket keeps its fill *ratio* (a bucket empty at 10/s is empty at 100/s); queued callers keep
+    /// their order and the head recomputes when its tokens will be there.
     /// Admissions racing with the change use either the old or the new quota.
     ///
     /// # Errors
@@ -761,6 +792,8 @@ impl Limiter {
         rate.tat.update(|tat| old.rescale_tat(quota.params, tat, now));
         rate.emission_ns.store(quota.params.emission_ns, Ordering::Relaxed);
         rate.burst.store(quota.params.burst, Ordering::Relaxed);
+        drop(configured);
+        rate.queue.wake_head();
         Ok(())
     }
 
@@ -859,9 +892,18 @@ impl Limiter {
         Ok(())
     }
 
-    /// The internal pieces for all-or-nothing acquisition and the keyed limiter.
-    pub(crate) fn rate_parts(&self) -> Option<(&AtomicTat, Params)> {
-        self.inner.rate.as_ref().map(|rate| (&rate.tat, rate.params()))
+    /// The internal pieces for all-or-nothing acquisition: the state, the parameters, and whether
+    /// callers queue (then nobody may take tokens ahead of them).
+    pub(crate) fn rate_parts(&self) -> Option<(&AtomicTat, Params, bool)> {
+        self.inner.rate.as_ref().map(|rate| (&rate.tat, rate.params(), !rate.queue.is_empty()))
+    }
+
+    /// How long until `tokens` rate tokens could be taken, counting the callers already queued.
+    pub(crate) fn rate_wait_ns(&self, tokens: u64, now: u64) -> u64 {
+        self.inner.rate.as_ref().map_or(0, |rate| {
+            let queued = rate.queue.queued_tokens();
+            rate.params().decide(rate.tat.load(), now, queued + tokens).start_at - now
+        })
     }
 
     pub(crate) fn try_concurrency(&self, weight: u32) -> Result<Permit<'_>, usize> {
@@ -1061,35 +1103,39 @@ impl<'a, E> Acquire<'a, E> {
         )
     }
 
-    /// Books the rate slot (if any) for a permit that already holds its concurrency slot.
-    fn book_rate(
+    /// Takes the rate tokens (if any) for a permit that already holds its concurrency slot, or queues.
+    ///
+    /// `Poll::Pending` means the state moved to `Queued` and the caller should poll that state now.
+    fn take_tokens(
         &mut self,
         permit: Permit<'a>,
         deadline: Option<Deadline>,
+        started: Instant,
     ) -> Poll<Result<Permit<'a>, Error<E>>> {
         let limiter = self.limiter;
         let Some(rate) = &limiter.inner.rate else {
             return Poll::Ready(Ok(permit));
         };
         let now = limiter.now_ns();
+        let tokens = u64::from(self.weight);
+        let params = rate.params();
+        // The uncontended path: nobody queues and the tokens are there; one CAS, no lock.
+        if rate.queue.is_empty() && rate.tat.book(params, now, tokens, 0).is_ok() {
+            return Poll::Ready(Ok(permit));
+        }
         let max_wait = deadline.map_or(u64::MAX, |deadline| {
             u64::try_from(deadline.remaining().as_nanos()).unwrap_or(u64::MAX)
         });
-        let params = rate.params();
-        match rate.tat.book(params, now, u64::from(self.weight), max_wait) {
-            Err(refused) => {
-                let too_late = refused.start_at - now - max_wait;
+        match rate.queue.enter(&rate.tat, params, now, tokens, max_wait) {
+            Enter::Admitted => Poll::Ready(Ok(permit)),
+            Enter::Refused { start_at } => {
+                let too_late = start_at.saturating_sub(now).saturating_sub(max_wait);
                 Poll::Ready(Err(Error::RateLimited { retry_after: Duration::from_nanos(too_late) }))
             }
-            Ok(decision) if decision.start_at <= now => Poll::Ready(Ok(permit)),
-            Ok(decision) => {
-                let booking = Booking {
-                    new_tat: decision.new_tat,
-                    cost_ns: params.cost_ns(u64::from(self.weight)),
-                };
-                let sleep =
-                    Box::pin(tokio::time::sleep_until(limiter.instant_at(decision.start_at)));
-                self.state = AcquireState::WaitingSlot { permit, booking, sleep };
+            Enter::Queued { ticket } => {
+                let deadline = deadline
+                    .map(|deadline| (deadline, Box::pin(tokio::time::sleep_until(deadline.at()))));
+                self.state = AcquireState::Queued { permit, ticket, slot: None, deadline, started };
                 Poll::Pending
             }
         }
@@ -1112,11 +1158,11 @@ impl<'a, E> Future for Acquire<'a, E> {
                     if this.weight == 0 {
                         return Poll::Ready(Ok(permit));
                     }
+                    let started = Instant::now();
                     if let Some(concurrency) = &limiter.inner.concurrency {
                         match concurrency.semaphore.try_acquire_many(this.weight) {
                             Ok(granted) => permit.concurrency = Some(granted),
                             Err(_) => {
-                                let started = Instant::now();
                                 if let Some(deadline) = deadline
                                     && deadline.at() <= started
                                 {
@@ -1135,7 +1181,7 @@ impl<'a, E> Future for Acquire<'a, E> {
                             }
                         }
                     }
-                    match this.book_rate(permit, deadline) {
+                    match this.take_tokens(permit, deadline, started) {
                         Poll::Pending => continue,
                         ready => return ready,
                     }
@@ -1144,10 +1190,11 @@ impl<'a, E> Future for Acquire<'a, E> {
                     match future.as_mut().poll(context) {
                         Poll::Ready(Ok(granted)) => {
                             let deadline = deadline.as_ref().map(|(deadline, _)| *deadline);
+                            let started = *started;
                             this.state = AcquireState::Done;
                             let mut permit = limiter.empty_permit(this.weight);
                             permit.concurrency = Some(granted);
-                            match this.book_rate(permit, deadline) {
+                            match this.take_tokens(permit, deadline, started) {
                                 Poll::Pending => continue,
                                 ready => return ready,
                             }
@@ -1167,16 +1214,44 @@ impl<'a, E> Future for Acquire<'a, E> {
                     }
                     return Poll::Pending;
                 }
-                AcquireState::WaitingSlot { sleep, .. } => {
-                    if sleep.as_mut().poll(context).is_pending() {
-                        return Poll::Pending;
-                    }
-                    let AcquireState::WaitingSlot { permit, .. } =
-                        std::mem::replace(&mut this.state, AcquireState::Done)
-                    else {
-                        unreachable!("matched just above");
+                AcquireState::Queued { ticket, slot, deadline, started, .. } => {
+                    let Some(rate) = &limiter.inner.rate else {
+                        unreachable!("only a rate limit queues");
                     };
-                    return Poll::Ready(Ok(permit));
+                    let now = limiter.now_ns();
+                    match rate.queue.poll(*ticket, context.waker(), &rate.tat, rate.params(), now) {
+                        QueuePoll::Admitted => {
+                            let AcquireState::Queued { permit, .. } =
+                                std::mem::replace(&mut this.state, AcquireState::Done)
+                            else {
+                                unreachable!("matched just above");
+                            };
+                            return Poll::Ready(Ok(permit));
+                        }
+                        QueuePoll::Wait { head_start_at: Some(start_at) } => {
+                            if slot.as_ref().map(|(at, _)| *at) != Some(start_at) {
+                                let sleep = Box::pin(tokio::time::sleep_until(
+                                    limiter.instant_at(start_at),
+                                ));
+                                *slot = Some((start_at, sleep));
+                            }
+                            if let Some((_, sleep)) = slot
+                                && sleep.as_mut().poll(context).is_ready()
+                            {
+                                continue;
+                            }
+                        }
+                        QueuePoll::Wait { head_start_at: None } => *slot = None,
+                    }
+                    if let Some((deadline, sleep)) = deadline
+                        && sleep.as_mut().poll(context).is_ready()
+                    {
+                        let error = Self::elapsed_error(*deadline, *started);
+                        rate.queue.leave(*ticket);
+                        this.state = AcquireState::Done;
+                        return Poll::Ready(Err(error));
+                    }
+                    return Poll::Pending;
                 }
                 AcquireState::Done => panic!("`Acquire` polled after it completed"),
             }
@@ -1186,10 +1261,10 @@ impl<'a, E> Future for Acquire<'a, E> {
 
 impl<E> Drop for Acquire<'_, E> {
     fn drop(&mut self) {
-        if let AcquireState::WaitingSlot { booking, .. } = &self.state
+        if let AcquireState::Queued { ticket, .. } = &self.state
             && let Some(rate) = &self.limiter.inner.rate
         {
-            rate.tat.refund_tail(booking.new_tat, booking.cost_ns);
+            rate.queue.leave(*ticket);
         }
     }
 }
@@ -1199,7 +1274,7 @@ impl<E> fmt::Debug for Acquire<'_, E> {
         let state = match self.state {
             AcquireState::Start => "start",
             AcquireState::WaitingPermit { .. } => "waiting for a concurrency slot",
-            AcquireState::WaitingSlot { .. } => "waiting for its rate slot",
+            AcquireState::Queued { .. } => "queued for rate tokens",
             AcquireState::Done => "done",
         };
         formatter

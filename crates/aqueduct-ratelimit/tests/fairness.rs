@@ -60,7 +60,7 @@ fn inversions(admitted_at: &[Instant]) -> usize {
 }
 
 #[tokio::test(start_paused = true)]
-async fn ten_thousand_waiters_are_admitted_in_arrival_order_with_two_polls_each() {
+async fn ten_thousand_waiters_are_admitted_in_arrival_order_with_a_constant_number_of_polls() {
     let limiter = Limiter::rate_limit(Rate::per_second(1_000), 1).unwrap();
     let weights = vec![1; 10_000];
     let start = Instant::now();
@@ -68,9 +68,10 @@ async fn ten_thousand_waiters_are_admitted_in_arrival_order_with_two_polls_each(
     assert_eq!(inversions(&admitted_at), 0);
     // One admission per millisecond: the last one 9.999 s after the first.
     assert_eq!(admitted_at[9_999] - start, Duration::from_millis(9_999));
-    // One poll to arrive, one when `join_all` takes it over with its own waker, one when its timer fires:
-    // no waiter is woken to find that it must sleep again.
-    assert!(polls <= 3 * weights.len(), "{polls} polls for {} waiters", weights.len());
+    // Per waiter: one poll to arrive, one when `join_all` takes it over with its own waker, one when it
+    // becomes the head of the queue (it arms its timer), one when its timer fires. No waiter is woken only
+    // to find that another took its tokens, whatever the number of waiters.
+    assert!(polls <= 4 * weights.len(), "{polls} polls for {} waiters", weights.len());
 }
 
 #[tokio::test(start_paused = true)]
