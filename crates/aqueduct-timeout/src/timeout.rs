@@ -2,7 +2,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use aqueduct_core::Elapsed;
@@ -64,7 +64,7 @@ use crate::timer::{Limit, Timer};
 /// # }
 /// ```
 pub fn timeout<F: IntoFuture>(duration: Duration, future: F) -> Timeout<F::IntoFuture> {
-    Timeout { future: future.into_future(), timer: Timer::new(Limit::After(duration)) }
+    Timeout { future: Some(future.into_future()), timer: Timer::new(Limit::After(duration)) }
 }
 
 /// Runs `future` until the instant `deadline` at the latest, and at most until the ambient deadline.
@@ -105,7 +105,7 @@ pub fn timeout<F: IntoFuture>(duration: Duration, future: F) -> Timeout<F::IntoF
 /// # }
 /// ```
 pub fn timeout_at<F: IntoFuture>(deadline: Instant, future: F) -> Timeout<F::IntoFuture> {
-    Timeout { future: future.into_future(), timer: Timer::new(Limit::At(deadline)) }
+    Timeout { future: Some(future.into_future()), timer: Timer::new(Limit::At(deadline)) }
 }
 
 /// Runs `future` for at most `duration`; on timeout, answers with `default` (Python's `with_timeout(coro, timeout, default)`).
@@ -232,20 +232,21 @@ pin_project! {
     ///     response: Timeout<std::future::Ready<u16>>,
     /// }
     /// let request = Request { response: timeout(Duration::from_secs(1), std::future::ready(200)) };
-    /// assert_eq!(request.response.into_inner().into_inner(), 200);
+    /// assert_eq!(request.response.into_inner().map(|ready| ready.into_inner()), Some(200));
     /// ```
     #[derive(Debug)]
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct Timeout<F> {
+        // `None` once the deadline passed: the future is dropped at that moment, before `Err` is returned.
         #[pin]
-        future: F,
+        future: Option<F>,
         #[pin]
         timer: Timer,
     }
 }
 
 impl<F> Timeout<F> {
-    /// The inner future.
+    /// The inner future, or `None` once the deadline passed and it was dropped.
     ///
     /// # Examples
     ///
@@ -254,13 +255,13 @@ impl<F> Timeout<F> {
     /// use aqueduct_timeout::timeout;
     ///
     /// let guarded = timeout(Duration::from_secs(1), std::future::ready(1));
-    /// assert_eq!(guarded.get_ref().clone().into_inner(), 1);
+    /// assert_eq!(guarded.get_ref().cloned().map(|ready| ready.into_inner()), Some(1));
     /// ```
-    pub fn get_ref(&self) -> &F {
-        &self.future
+    pub fn get_ref(&self) -> Option<&F> {
+        self.future.as_ref()
     }
 
-    /// The inner future, mutably.
+    /// The inner future, mutably, or `None` once the deadline passed and it was dropped.
     ///
     /// # Examples
     ///
@@ -269,14 +270,17 @@ impl<F> Timeout<F> {
     /// use aqueduct_timeout::timeout;
     ///
     /// let mut guarded = timeout(Duration::from_secs(1), std::future::ready(1));
-    /// *guarded.get_mut() = std::future::ready(2);
-    /// assert_eq!(guarded.into_inner().into_inner(), 2);
+    /// if let Some(inner) = guarded.get_mut() {
+    ///     *inner = std::future::ready(2);
+    /// }
+    /// assert_eq!(guarded.into_inner().map(|ready| ready.into_inner()), Some(2));
     /// ```
-    pub fn get_mut(&mut self) -> &mut F {
-        &mut self.future
+    pub fn get_mut(&mut self) -> Option<&mut F> {
+        self.future.as_mut()
     }
 
-    /// The inner future, without the timeout (only possible before the first poll, or for an `Unpin` future).
+    /// The inner future without the timeout (possible before the first poll, or for an `Unpin` future),
+    /// or `None` once the deadline passed and it was dropped.
     ///
     /// # Examples
     ///
@@ -285,9 +289,9 @@ impl<F> Timeout<F> {
     /// use aqueduct_timeout::timeout;
     ///
     /// let inner = timeout(Duration::from_secs(1), std::future::ready(1)).into_inner();
-    /// assert_eq!(inner.into_inner(), 1);
+    /// assert_eq!(inner.map(|ready| ready.into_inner()), Some(1));
     /// ```
-    pub fn into_inner(self) -> F {
+    pub fn into_inner(self) -> Option<F> {
         self.future
     }
 
@@ -379,14 +383,21 @@ impl<F> Timeout<F> {
 impl<F: Future> Future for Timeout<F> {
     type Output = Result<F::Output, Elapsed>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         this.timer.as_mut().start();
-        if let Poll::Ready(output) = this.future.poll(context) {
+        let Some(future) = this.future.as_mut().as_pin_mut() else {
+            panic!("`Timeout` polled after it returned `Poll::Ready`");
+        };
+        if let Poll::Ready(output) = future.poll(context) {
             return Poll::Ready(Ok(output));
         }
-        this.timer.poll_elapsed(context).map(Err)
+        let elapsed = ready!(this.timer.poll_elapsed(context));
+        // Drop the work now, so that nothing it holds outlives the deadline, not even until the caller
+        // drops this `Timeout` (a fallback runs after this point).
+        this.future.set(None);
+        Poll::Ready(Err(elapsed))
     }
 }
 

@@ -57,16 +57,16 @@ impl Timer {
         Self::Unstarted { limit }
     }
 
-    /// Starts the timer on the first poll: reads the clock for a duration and clamps to the ambient deadline.
+    /// Called at the start of every poll, before the inner future is polled.
     ///
-    /// Later calls cost one comparison.
-    #[inline]
+    /// On the first poll of a duration it reads the clock, so that the duration counts from there, and
+    /// clamps to the ambient deadline. An absolute deadline needs neither yet: it is clamped (in the same
+    /// poll) only if the inner future returns `Pending`, so a ready future costs one comparison.
+    #[inline(always)]
     pub(crate) fn start(mut self: Pin<&mut Self>) {
-        let limit = match &*self {
-            Self::Unstarted { limit } => *limit,
-            _ => return,
-        };
-        self.set(Self::started(limit));
+        if let Self::Unstarted { limit: limit @ Limit::After(_) } = *self {
+            self.set(Self::started(limit));
+        }
     }
 
     #[inline]
@@ -86,7 +86,7 @@ impl Timer {
         }
     }
 
-    /// Called after the inner future returned `Pending`: arms the `Sleep` if needed and polls it.
+    /// Called after the inner future returned `Pending` (in the same poll): arms the `Sleep` if needed and polls it.
     ///
     /// The `Sleep` is polled without the cooperative budget, so an inner future that spends the whole
     /// budget cannot keep the deadline from being noticed (tokio#4314).
@@ -132,8 +132,9 @@ impl Timer {
                 });
                 self.poll_elapsed(context)
             }
-            TimerProjection::Unstarted { .. } => {
-                self.as_mut().start();
+            TimerProjection::Unstarted { limit } => {
+                let limit = *limit;
+                self.set(Self::started(limit));
                 self.poll_elapsed(context)
             }
         }

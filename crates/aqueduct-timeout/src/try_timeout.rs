@@ -141,7 +141,7 @@ pin_project! {
 }
 
 impl<F, E> TryTimeout<F, E> {
-    /// The inner future.
+    /// The inner future, or `None` once the deadline passed and it was dropped.
     ///
     /// # Examples
     ///
@@ -150,13 +150,13 @@ impl<F, E> TryTimeout<F, E> {
     /// use aqueduct_timeout::{try_timeout, TryTimeout};
     ///
     /// let guarded: TryTimeout<_, ()> = try_timeout(Duration::from_secs(1), std::future::ready(Ok::<u8, ()>(1)));
-    /// assert_eq!(guarded.get_ref().clone().into_inner(), Ok(1));
+    /// assert_eq!(guarded.get_ref().cloned().map(|ready| ready.into_inner()), Some(Ok(1)));
     /// ```
-    pub fn get_ref(&self) -> &F {
+    pub fn get_ref(&self) -> Option<&F> {
         self.timeout.get_ref()
     }
 
-    /// The inner future, without the timeout.
+    /// The inner future without the timeout, or `None` once the deadline passed and it was dropped.
     ///
     /// # Examples
     ///
@@ -165,9 +165,9 @@ impl<F, E> TryTimeout<F, E> {
     /// use aqueduct_timeout::{try_timeout, TryTimeout};
     ///
     /// let guarded: TryTimeout<_, ()> = try_timeout(Duration::from_secs(1), std::future::ready(Ok::<u8, ()>(1)));
-    /// assert_eq!(guarded.into_inner().into_inner(), Ok(1));
+    /// assert_eq!(guarded.into_inner().map(|ready| ready.into_inner()), Some(Ok(1)));
     /// ```
-    pub fn into_inner(self) -> F {
+    pub fn into_inner(self) -> Option<F> {
         self.timeout.into_inner()
     }
 

@@ -128,6 +128,23 @@ async fn the_inner_future_is_dropped_on_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_inner_future_is_dropped_at_the_deadline_even_while_the_timeout_lives() {
+    let drops = DropCounter::new();
+    let guard = drops.guard();
+    let mut guarded = std::pin::pin!(timeout(10 * MS, async move {
+        let _guard = guard;
+        std::future::pending::<()>().await;
+    }));
+    assert!(guarded.get_ref().is_some());
+    assert!(futures::poll!(guarded.as_mut()).is_pending());
+    sleep(10 * MS).await;
+    assert!(matches!(futures::poll!(guarded.as_mut()), Poll::Ready(Err(_))));
+    // The `Timeout` is still alive, its work is not.
+    assert_eq!(drops.dropped(), 1);
+    assert!(guarded.get_ref().is_none());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_future_that_yields_many_times_is_timed_out_between_yields() {
     let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = std::sync::Arc::clone(&polls);
@@ -164,7 +181,7 @@ async fn elapsed_converts_to_a_timed_out_io_error() {
 #[tokio::test(start_paused = true)]
 async fn into_inner_gives_the_future_back_before_the_first_poll() {
     let guarded = timeout(5 * MS, YieldOnce { value: Some(3), yielded: false });
-    let inner = guarded.into_inner();
+    let inner = guarded.into_inner().expect("not timed out");
     assert_eq!(inner.await, 3);
 }
 
