@@ -19,7 +19,9 @@ use crate::limiter::{Booking, Peek};
 
 /// A rate limit per key (per client, per IP, per tenant), with a hard bound on how many keys it remembers.
 ///
-/// - **Bounded memory**: at most `max_keys` keys are tracked; the maps are allocated once at build time.
+/// - **Bounded memory**: at most `max_keys` keys are tracked; the maps are allocated once at build time
+///   (room for twice `max_keys`, so that they never grow). Keys are spread over up to 16 shards of at least
+///   1 024 keys, and the bound is enforced per shard (`max_keys / shards` each).
 /// - **Eviction without a background task**: a key whose bucket is full again (idle long enough) is
 ///   indistinguishable from a key never seen, so forgetting it is exact. Idle keys are swept a shard at a
 ///   time, when the shard is full or every so many operations, and only when the shard's earliest idle time
@@ -159,6 +161,8 @@ enum KeyedBooking {
 }
 
 const MAX_SHARDS: usize = 16;
+/// Small limiters get one shard, so that `max_keys` is not split into tiny per-shard quotas.
+const MIN_KEYS_PER_SHARD: usize = 1_024;
 const SWEEP_EVERY: usize = 64;
 
 // ===== impl KeyedRateLimiterBuilder =====
@@ -239,14 +243,16 @@ impl<K> KeyedRateLimiterBuilder<K> {
         if self.max_keys == 0 {
             return Err(ConfigError::new("max_keys is 0; set it to at least 1"));
         }
-        let shard_count = self.max_keys.min(MAX_SHARDS);
+        let shard_count = (self.max_keys / MIN_KEYS_PER_SHARD).clamp(1, MAX_SHARDS);
         let base = self.max_keys / shard_count;
         let extra = self.max_keys % shard_count;
         let shards = (0..shard_count)
             .map(|index| {
                 let capacity = base + usize::from(index < extra);
                 Mutex::new(Shard {
-                    entries: HashMap::with_capacity(capacity),
+                    // Twice the room: deletions leave tombstones, and a map at most half full
+                    // rehashes them in place instead of growing.
+                    entries: HashMap::with_capacity(capacity.saturating_mul(2)),
                     capacity,
                     next_idle_at: u64::MAX,
                     operations_since_sweep: 0,
@@ -352,7 +358,8 @@ impl<K> KeyedRateLimiter<K> {
     }
 
     /// How many entries the maps have room for without allocating: a measure of the memory held, which
-    /// stays at what `build()` allocated for `max_keys` keys.
+    /// never exceeds what `build()` allocated for `max_keys` keys (deleted entries can lower it until the
+    /// maps rehash in place).
     ///
     /// # Examples
     ///

@@ -460,7 +460,15 @@ impl Limiter {
         }
         if let Some(rate) = &self.inner.rate {
             let now = self.now_ns();
-            if let Err(refused) = rate.tat.book(rate.params(), now, u64::from(weight), 0) {
+            let tokens = u64::from(weight);
+            // Callers already queued go first: a `try` never jumps the queue.
+            if !rate.queue.is_empty() {
+                let queued = rate.queue.queued_tokens();
+                let start_at = rate.params().decide(rate.tat.load(), now, queued + tokens).start_at;
+                let retry_after = Duration::from_nanos(start_at.saturating_sub(now).max(1));
+                return Err(Error::RateLimited { retry_after });
+            }
+            if let Err(refused) = rate.tat.book(rate.params(), now, tokens, 0) {
                 return Err(Error::RateLimited {
                     retry_after: Duration::from_nanos(refused.start_at - now),
                 });
