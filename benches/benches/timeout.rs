@@ -48,16 +48,27 @@ fn ready_future(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("timeout/ready future");
     group.bench_function("aqueduct", |bencher| {
         bencher.to_async(&runtime).iter(|| async {
-            black_box(aqueduct_timeout::timeout(black_box(GENEROUS), std::future::ready(black_box(1_u64))).await)
+            black_box(
+                aqueduct_timeout::timeout(
+                    black_box(GENEROUS),
+                    std::future::ready(black_box(1_u64)),
+                )
+                .await,
+            )
         });
     });
     group.bench_function("tokio", |bencher| {
         bencher.to_async(&runtime).iter(|| async {
-            black_box(tokio::time::timeout(black_box(GENEROUS), std::future::ready(black_box(1_u64))).await)
+            black_box(
+                tokio::time::timeout(black_box(GENEROUS), std::future::ready(black_box(1_u64)))
+                    .await,
+            )
         });
     });
     group.bench_function("baseline", |bencher| {
-        bencher.to_async(&runtime).iter(|| async { black_box(std::future::ready(black_box(1_u64)).await) });
+        bencher
+            .to_async(&runtime)
+            .iter(|| async { black_box(std::future::ready(black_box(1_u64)).await) });
     });
     group.finish();
 }
@@ -67,7 +78,9 @@ fn future_that_yields_once(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("timeout/future that yields once");
     group.bench_function("aqueduct", |bencher| {
         bencher.to_async(&runtime).iter(|| async {
-            black_box(aqueduct_timeout::timeout(black_box(GENEROUS), yield_once(black_box(1))).await)
+            black_box(
+                aqueduct_timeout::timeout(black_box(GENEROUS), yield_once(black_box(1))).await,
+            )
         });
     });
     group.bench_function("tokio", |bencher| {
@@ -88,16 +101,27 @@ fn ready_future_deadline_given(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("timeout/ready future, deadline given");
     group.bench_function("aqueduct", |bencher| {
         bencher.to_async(&runtime).iter(|| async {
-            black_box(aqueduct_timeout::timeout_at(black_box(deadline), std::future::ready(black_box(1_u64))).await)
+            black_box(
+                aqueduct_timeout::timeout_at(
+                    black_box(deadline),
+                    std::future::ready(black_box(1_u64)),
+                )
+                .await,
+            )
         });
     });
     group.bench_function("tokio", |bencher| {
         bencher.to_async(&runtime).iter(|| async {
-            black_box(tokio::time::timeout_at(black_box(deadline), std::future::ready(black_box(1_u64))).await)
+            black_box(
+                tokio::time::timeout_at(black_box(deadline), std::future::ready(black_box(1_u64)))
+                    .await,
+            )
         });
     });
     group.bench_function("baseline", |bencher| {
-        bencher.to_async(&runtime).iter(|| async { black_box(std::future::ready(black_box(1_u64)).await) });
+        bencher
+            .to_async(&runtime)
+            .iter(|| async { black_box(std::future::ready(black_box(1_u64)).await) });
     });
     group.finish();
 }
