@@ -187,6 +187,10 @@ impl<M: Manager> Core<M> {
             .config
             .validate_after_idle
             .is_some_and(|window| now.saturating_duration_since(slot.last_used) >= window);
+        if slot.uses == 0 && !validate {
+            // Never handed out and not idle long: fresh from connect (and its hook), nothing to reset.
+            return true;
+        }
         if validate {
             self.counters.validated.fetch_add(1, Ordering::Relaxed);
         }

@@ -48,8 +48,10 @@ pub enum RecyclingMethod {
     Custom(String),
 }
 
-/// The session reset of [`RecyclingMethod::Clean`]: the same statements as deadpool-postgres.
-pub const CLEAN_SQL: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+/// The session reset of [`RecyclingMethod::Clean`]: deadpool-postgres' statements after a `ROLLBACK`.
+///
+/// It starts with a `ROLLBACK`, so a transaction left open by a cancelled task is not reused either.
+pub const CLEAN_SQL: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
                              SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;";
 
 type OnConnect = Arc<
@@ -138,7 +140,8 @@ impl PgManager {
     }
 
     /// A hook run on each new connection before the pool hands it out (`SET search_path`, …); its
-    /// error fails the connect.
+    /// error fails the connect. With [`RecyclingMethod::Clean`] or `Custom` it runs again after each
+    /// reset, since `RESET ALL` reverts the `SET`s it made.
     #[must_use]
     pub fn on_connect<F>(mut self, hook: F) -> Self
     where
@@ -221,12 +224,17 @@ impl Manager for PgManager {
     ) -> Result<(), tokio_postgres::Error> {
         let sql = match &self.recycling_method {
             RecyclingMethod::Fast => return Ok(()),
-            RecyclingMethod::Verified if validate => "",
+            RecyclingMethod::Verified if validate => return connection.batch_execute("").await,
             RecyclingMethod::Verified => return Ok(()),
             RecyclingMethod::Clean => CLEAN_SQL,
             RecyclingMethod::Custom(sql) => sql.as_str(),
         };
-        connection.batch_execute(sql).await
+        connection.batch_execute(sql).await?;
+        // A reset undoes what the hook set up (`RESET ALL` reverts its `SET`s): set it up again.
+        match &self.on_connect {
+            Some(hook) => hook(connection).await,
+            None => Ok(()),
+        }
     }
 
     fn is_broken(&self, connection: &mut PgConnection) -> bool {
