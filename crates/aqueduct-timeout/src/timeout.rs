@@ -44,7 +44,9 @@ use crate::timer::{Limit, Timer};
 /// # Panics
 ///
 /// A panic in the inner future propagates. Polling a future that waits outside a tokio runtime with the
-/// time driver enabled panics when the timer is created, as with `tokio::time::sleep`.
+/// time driver enabled panics when the timer is created, as with `tokio::time::sleep` (a ready future
+/// needs no runtime). Polling the returned future again after it timed out panics, as for any future
+/// polled after completion.
 ///
 /// # Examples
 ///

@@ -71,3 +71,13 @@ async fn idle_duration_max_never_times_out_a_stream_that_ends() {
         .await;
     assert_eq!(items, vec![Ok(1), Ok(2), Ok(3)]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_sub_millisecond_duration_is_rounded_up_to_the_timer_granularity() {
+    let start = Instant::now();
+    let elapsed =
+        timeout(Duration::from_micros(100), std::future::pending::<()>()).await.unwrap_err();
+    // The deadline is what was asked; the timer fires at the next millisecond tick.
+    assert_eq!(elapsed.deadline(), start + Duration::from_micros(100));
+    assert_eq!(elapsed.waited(), Duration::from_millis(1));
+}
