@@ -9,7 +9,8 @@
 //!   recorded as `p50_lateness_ns`, `p99_lateness_ns` and `max_lateness_ns`. `inline` runs the same jobs on the
 //!   runtime's own workers, the baseline that shows why offloading matters.
 //!
-//! Contenders: `aqueduct` (a `CpuPool`, rayon backend), `rayon-oneshot` (a dedicated rayon pool, `spawn` plus a
+//! Contenders: `aqueduct` (a `CpuPool`, rayon backend; in the lateness workload also `aqueduct-background`, the same
+//! pool with `thread_niceness(10)`), `rayon-oneshot` (a dedicated rayon pool, `spawn` plus a
 //! tokio oneshot), `spawn_blocking` and `inline`. Every contender runs on the same two-worker runtime, and both
 //! thread pools have one thread per core.
 
@@ -41,11 +42,20 @@ fn threads() -> usize {
 }
 
 fn aqueduct_pool() -> CpuPool {
-    CpuPool::builder().threads(threads()).thread_name("aqueduct-bench").build().expect("the pool starts")
+    CpuPool::builder()
+        .threads(threads())
+        .thread_name("aqueduct-bench")
+        .build()
+        .expect("the pool starts")
 }
 
 fn rayon_pool() -> Arc<rayon::ThreadPool> {
-    Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads()).build().expect("the rayon pool starts"))
+    Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads())
+            .build()
+            .expect("the rayon pool starts"),
+    )
 }
 
 fn tiny(value: u64) -> u64 {
@@ -136,16 +146,70 @@ async fn dispatch_inline() -> u64 {
     sum
 }
 
+/// The median over `pairs` back-to-back runs of `first` then `second` of the ratio of their times.
+///
+/// Alternating the two cancels most of the drift of a shared, noisy machine, which medians taken minutes apart do not.
+fn paired_ratio<A, B>(
+    runtime: &Runtime,
+    pairs: usize,
+    mut first: impl FnMut() -> A,
+    mut second: impl FnMut() -> B,
+) -> f64
+where
+    A: Future<Output = u64>,
+    B: Future<Output = u64>,
+{
+    let mut ratios: Vec<f64> = (0..pairs)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(runtime.block_on(first()));
+            let first_time = start.elapsed().as_secs_f64();
+            let start = Instant::now();
+            black_box(runtime.block_on(second()));
+            first_time / start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE)
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 fn dispatch(criterion: &mut Criterion) {
     let runtime = benches::multi_thread_runtime();
     let pool = aqueduct_pool();
     let rayon = rayon_pool();
+    let pairs = if benches::is_quick() { 9 } else { 25 };
+    let to_rayon = paired_ratio(
+        &runtime,
+        pairs,
+        || dispatch_aqueduct(&pool),
+        || dispatch_rayon_oneshot(&rayon),
+    );
+    benches::record_extra(
+        CONCERN,
+        "dispatch",
+        "aqueduct",
+        "paired_ratio_to_rayon-oneshot",
+        to_rayon,
+    );
+    let to_blocking =
+        paired_ratio(&runtime, pairs, || dispatch_aqueduct(&pool), dispatch_spawn_blocking);
+    benches::record_extra(
+        CONCERN,
+        "dispatch",
+        "aqueduct",
+        "paired_ratio_to_spawn_blocking",
+        to_blocking,
+    );
     let mut group = criterion.benchmark_group("cpu-offload/dispatch");
-    group.bench_function("aqueduct", |bencher| bencher.to_async(&runtime).iter(|| dispatch_aqueduct(&pool)));
+    group.bench_function("aqueduct", |bencher| {
+        bencher.to_async(&runtime).iter(|| dispatch_aqueduct(&pool))
+    });
     group.bench_function("rayon-oneshot", |bencher| {
         bencher.to_async(&runtime).iter(|| dispatch_rayon_oneshot(&rayon));
     });
-    group.bench_function("spawn_blocking", |bencher| bencher.to_async(&runtime).iter(dispatch_spawn_blocking));
+    group.bench_function("spawn_blocking", |bencher| {
+        bencher.to_async(&runtime).iter(dispatch_spawn_blocking)
+    });
     group.bench_function("inline", |bencher| bencher.to_async(&runtime).iter(dispatch_inline));
     group.finish();
 }
@@ -175,7 +239,8 @@ async fn heavy_rayon_oneshot(pool: &rayon::ThreadPool) -> u64 {
 }
 
 async fn heavy_spawn_blocking() -> u64 {
-    let handles: Vec<_> = (0..HEAVY_JOBS).map(|seed| tokio::task::spawn_blocking(move || heavy(seed))).collect();
+    let handles: Vec<_> =
+        (0..HEAVY_JOBS).map(|seed| tokio::task::spawn_blocking(move || heavy(seed))).collect();
     let mut sum = 0;
     for handle in handles {
         sum ^= handle.await.expect("the job runs");
@@ -193,7 +258,11 @@ async fn heavy_inline() -> u64 {
 }
 
 /// The median wall time of `runs` runs of `work` on `runtime`.
-fn median_time<F: Future<Output = u64>>(runtime: &Runtime, runs: usize, mut work: impl FnMut() -> F) -> Duration {
+fn median_time<F: Future<Output = u64>>(
+    runtime: &Runtime,
+    runs: usize,
+    mut work: impl FnMut() -> F,
+) -> Duration {
     let mut times: Vec<u64> = (0..runs)
         .map(|_| {
             let start = Instant::now();
@@ -209,6 +278,17 @@ fn speedup(criterion: &mut Criterion) {
     let pool = aqueduct_pool();
     let rayon = rayon_pool();
 
+    let pairs = if benches::is_quick() { 5 } else { 11 };
+    let paired = [
+        ("aqueduct", paired_ratio(&runtime, pairs, heavy_inline, || heavy_aqueduct(&pool))),
+        (
+            "rayon-oneshot",
+            paired_ratio(&runtime, pairs, heavy_inline, || heavy_rayon_oneshot(&rayon)),
+        ),
+    ];
+    for (contender, ratio) in paired {
+        benches::record_extra(CONCERN, "speedup", contender, "paired_speedup_vs_serial", ratio);
+    }
     let serial = median_time(&runtime, 7, heavy_inline);
     let parallel = [
         ("aqueduct", median_time(&runtime, 7, || heavy_aqueduct(&pool))),
@@ -221,9 +301,15 @@ fn speedup(criterion: &mut Criterion) {
     }
 
     let mut group = criterion.benchmark_group("cpu-offload/speedup");
-    group.bench_function("aqueduct", |bencher| bencher.to_async(&runtime).iter(|| heavy_aqueduct(&pool)));
-    group.bench_function("rayon-oneshot", |bencher| bencher.to_async(&runtime).iter(|| heavy_rayon_oneshot(&rayon)));
-    group.bench_function("spawn_blocking", |bencher| bencher.to_async(&runtime).iter(heavy_spawn_blocking));
+    group.bench_function("aqueduct", |bencher| {
+        bencher.to_async(&runtime).iter(|| heavy_aqueduct(&pool))
+    });
+    group.bench_function("rayon-oneshot", |bencher| {
+        bencher.to_async(&runtime).iter(|| heavy_rayon_oneshot(&rayon))
+    });
+    group.bench_function("spawn_blocking", |bencher| {
+        bencher.to_async(&runtime).iter(heavy_spawn_blocking)
+    });
     group.bench_function("inline", |bencher| bencher.to_async(&runtime).iter(heavy_inline));
     group.finish();
 }
@@ -253,7 +339,9 @@ impl Load {
                 });
                 receiver.await.expect("the job runs")
             }
-            Self::SpawnBlocking => tokio::task::spawn_blocking(|| spin(LOAD_JOB)).await.expect("the job runs"),
+            Self::SpawnBlocking => {
+                tokio::task::spawn_blocking(|| spin(LOAD_JOB)).await.expect("the job runs")
+            }
             Self::Inline => {
                 let spins = spin(LOAD_JOB);
                 tokio::task::yield_now().await;
@@ -264,7 +352,11 @@ impl Load {
 }
 
 /// Keeps the cores busy with `load` until `stop` is set.
-fn start_load(runtime: &Runtime, load: &Load, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+fn start_load(
+    runtime: &Runtime,
+    load: &Load,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     (0..LOAD_LOOPS)
         .map(|_| {
             let (load, stop) = (load.clone(), Arc::clone(stop));
@@ -297,6 +389,17 @@ fn timer_lateness(criterion: &mut Criterion) {
     let runtime = benches::multi_thread_runtime();
     let contenders = [
         ("aqueduct", Load::Aqueduct(aqueduct_pool())),
+        // The same pool with its threads at nice +10, so the runtime's threads win the CPU when they wake.
+        (
+            "aqueduct-background",
+            Load::Aqueduct(
+                CpuPool::builder()
+                    .threads(threads())
+                    .thread_niceness(10)
+                    .build()
+                    .expect("the pool starts"),
+            ),
+        ),
         ("rayon-oneshot", Load::RayonOneshot(rayon_pool())),
         ("spawn_blocking", Load::SpawnBlocking),
         ("inline", Load::Inline),
@@ -319,9 +422,12 @@ fn timer_lateness(criterion: &mut Criterion) {
         for handle in loops {
             runtime.block_on(handle).expect("the load loop ends");
         }
-        let mut samples = std::mem::take(&mut *lateness.lock().expect("no panics while holding the lock"));
+        let mut samples =
+            std::mem::take(&mut *lateness.lock().expect("no panics while holding the lock"));
         #[allow(clippy::cast_precision_loss)] // Nanosecond lateness is far below 2^52.
-        for (metric, quantile) in [("p50_lateness_ns", 0.5), ("p99_lateness_ns", 0.99), ("max_lateness_ns", 1.0)] {
+        for (metric, quantile) in
+            [("p50_lateness_ns", 0.5), ("p99_lateness_ns", 0.99), ("max_lateness_ns", 1.0)]
+        {
             if let Some(value) = benches::quantile(&mut samples, quantile) {
                 benches::record_extra(CONCERN, "timer lateness", contender, metric, value as f64);
             }

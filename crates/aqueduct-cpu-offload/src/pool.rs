@@ -72,6 +72,7 @@ pub struct CpuPoolBuilder {
     thread_name: Option<String>,
     initializer: Option<Initializer>,
     runtime: Option<tokio::runtime::Handle>,
+    thread_niceness: i32,
 }
 
 /// A snapshot of a pool's load, from [`CpuPool::status`].
@@ -161,6 +162,7 @@ impl CpuPool {
             thread_name: None,
             initializer: None,
             runtime: None,
+            thread_niceness: 0,
         }
     }
 
@@ -754,6 +756,26 @@ impl CpuPoolBuilder {
         self
     }
 
+    /// Lowers the worker threads' scheduling priority by `increment` nice levels (1 to 19; 0, the default, leaves
+    /// it unchanged), so that when CPU work saturates the cores the runtime's threads still get the CPU first and
+    /// timers and I/O stay on time. Linux and the rayon backend only.
+    ///
+    /// The cost: when other processes compete for the CPU, the pool's work gets a smaller share. Use it when
+    /// the runtime's latency matters more than the offloaded work's throughput.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = aqueduct_cpu_offload::CpuPool::builder().thread_niceness(10);
+    /// # #[cfg(target_os = "linux")]
+    /// # builder.build()?;
+    /// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+    /// ```
+    pub fn thread_niceness(mut self, increment: i32) -> Self {
+        self.thread_niceness = increment;
+        self
+    }
+
     /// The runtime whose blocking pool [`Backend::SpawnBlocking`] uses; defaults to the runtime `build` runs in.
     ///
     /// # Examples
@@ -810,6 +832,24 @@ impl CpuPoolBuilder {
                 u32::MAX
             )));
         }
+        if !(0..=19).contains(&self.thread_niceness) {
+            return Err(BuildError::new(format!(
+                "thread_niceness must be between 0 (unchanged) and 19 (lowest priority), got {}",
+                self.thread_niceness
+            )));
+        }
+        if self.thread_niceness > 0 && self.backend != Backend::Rayon {
+            return Err(BuildError::new(
+                "thread_niceness needs the rayon backend: tokio's blocking threads are shared with the rest of the \
+                 program, so the pool must not change their priority",
+            ));
+        }
+        if self.thread_niceness > 0 && !cfg!(target_os = "linux") {
+            return Err(BuildError::new(
+                "thread_niceness is supported on Linux only; leave it at 0 elsewhere",
+            ));
+        }
+        let niceness = self.thread_niceness;
         let initializer = self.initializer.map(|initializer| -> Initializer {
             Arc::new(move |index| {
                 // A panicking initialiser must not take the worker down; the panic hook has already reported it.
@@ -822,8 +862,15 @@ impl CpuPoolBuilder {
                 if let Some(prefix) = self.thread_name {
                     builder = builder.thread_name(move |index| format!("{prefix}-{index}"));
                 }
-                if let Some(initializer) = initializer {
-                    builder = builder.start_handler(move |index| initializer(index));
+                if initializer.is_some() || niceness > 0 {
+                    builder = builder.start_handler(move |index| {
+                        if niceness > 0 {
+                            lower_current_thread_priority(niceness);
+                        }
+                        if let Some(initializer) = &initializer {
+                            initializer(index);
+                        }
+                    });
                 }
                 let pool = builder.build().map_err(|error| {
                     BuildError::new(format!("could not start the rayon threads: {error}"))
@@ -865,9 +912,23 @@ impl fmt::Debug for CpuPoolBuilder {
             .field("backend", &self.backend)
             .field("thread_name", &self.thread_name)
             .field("initializer", &self.initializer.is_some())
+            .field("thread_niceness", &self.thread_niceness)
             .finish_non_exhaustive()
     }
 }
+
+/// Adds `increment` to the calling thread's nice value (best effort: a failure leaves the priority unchanged).
+#[cfg(target_os = "linux")]
+fn lower_current_thread_priority(increment: i32) {
+    // On Linux, PRIO_PROCESS with a thread id changes only that thread.
+    let thread = Some(rustix::thread::gettid());
+    if let Ok(current) = rustix::process::getpriority_process(thread) {
+        let _ = rustix::process::setpriority_process(thread, (current + increment).min(19));
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_current_thread_priority(_increment: i32) {}
 
 // ===== impl Inner =====
 

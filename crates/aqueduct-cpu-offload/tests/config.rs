@@ -82,3 +82,38 @@ async fn process_pool_with_a_missing_program_fails_at_build() {
         .unwrap_err();
     assert!(error.message().contains("could not start worker program"), "{error}");
 }
+
+#[test]
+fn thread_niceness_out_of_range_is_refused() {
+    for bad in [-1, 20] {
+        let error = CpuPool::builder().thread_niceness(bad).build().unwrap_err();
+        assert!(error.message().contains("thread_niceness must be between 0"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn thread_niceness_on_shared_blocking_threads_is_refused() {
+    let error =
+        CpuPool::builder().backend(Backend::SpawnBlocking).thread_niceness(5).build().unwrap_err();
+    assert!(error.message().contains("needs the rayon backend"), "{error}");
+}
+
+/// The nice value of the calling thread, from `/proc/thread-self/stat` (field 19).
+#[cfg(target_os = "linux")]
+fn current_thread_niceness() -> i32 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    // Fields after the name start at field 3 (state); nice is field 19.
+    after_name.split_whitespace().nth(19 - 3).unwrap().parse().unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn thread_niceness_lowers_the_priority_of_pool_threads_only() {
+    let before = current_thread_niceness();
+    let pool = CpuPool::builder().threads(1).thread_niceness(7).build().unwrap();
+    let inside: Result<i32, aqueduct_cpu_offload::Error<std::io::Error>> =
+        pool.run(current_thread_niceness).await;
+    assert_eq!(inside.unwrap(), (before + 7).min(19));
+    assert_eq!(current_thread_niceness(), before, "the caller's thread is unchanged");
+}
