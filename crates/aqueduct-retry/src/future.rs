@@ -210,6 +210,9 @@ where
 {
     type Output = Result<T, Error<E>>;
 
+    // Inlined so that the success path (one attempt, ready at once) compiles into the caller without moving the
+    // output through memory; everything after a failure lives in the out-of-line helpers below.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let policy: &RetryPolicy = (*this.policy).borrow();
@@ -239,40 +242,34 @@ where
                         }
                         Poll::Ready(Err(error)) => Some(error.into()),
                         Poll::Pending => {
-                            let Some(deadline) = this.attempt_deadline else {
-                                return Poll::Pending;
-                            };
-                            let timer = this.timer.as_mut().map(Pin::as_mut);
-                            match timer.map(|timer| timer.poll(context)) {
-                                Some(Poll::Ready(())) => Some(deadline.elapsed_error()),
-                                _ => return Poll::Pending,
+                            match attempt_timed_out(*this.attempt_deadline, this.timer, context) {
+                                Some(error) => Some(error),
+                                None => return Poll::Pending,
                             }
                         }
                     };
                     this.attempt.set(None);
-                    match this.engine.failed(policy, this.hooks, failure) {
-                        Decision::Stop(error) => {
-                            *this.phase = Phase::Done;
-                            return Poll::Ready(Err(error));
-                        }
-                        Decision::Retry(delay) if delay.is_zero() => {
-                            // A tokio sleep of zero still waits for the next timer tick (about 1 ms): yield instead.
-                            *this.phase = Phase::Yielded;
-                            context.waker().wake_by_ref();
-                            return Poll::Pending;
-                        }
-                        Decision::Retry(delay) => {
-                            arm(this.timer, Instant::now() + delay);
-                            *this.phase = Phase::Sleeping;
-                        }
+                    if let Some(error) = after_failure(
+                        policy,
+                        this.engine,
+                        this.hooks,
+                        this.timer,
+                        this.phase,
+                        failure,
+                    ) {
+                        return Poll::Ready(Err(error));
+                    }
+                    if *this.phase == Phase::Yielded {
+                        // A tokio sleep of zero still waits for the next timer tick (about 1 ms): yield instead.
+                        context.waker().wake_by_ref();
+                        return Poll::Pending;
                     }
                 }
                 Phase::Sleeping => {
-                    let Some(timer) = this.timer.as_mut() else { unreachable_phase() };
-                    match timer.as_mut().poll(context) {
-                        Poll::Ready(()) => *this.phase = Phase::Start,
-                        Poll::Pending => return Poll::Pending,
+                    if poll_timer(this.timer, context).is_pending() {
+                        return Poll::Pending;
                     }
+                    *this.phase = Phase::Start;
                 }
                 Phase::Done => panic!("`Retry` polled after completion"),
             }
@@ -280,7 +277,63 @@ where
     }
 }
 
+/// After the attempt returned `Pending`: the elapsed error if its deadline passed, else `None`.
+#[inline(never)]
+fn attempt_timed_out<E>(
+    deadline: Option<AttemptDeadline>,
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    context: &mut Context<'_>,
+) -> Option<Error<E>> {
+    let deadline = deadline?;
+    match poll_timer(timer, context) {
+        Poll::Ready(()) => Some(deadline.elapsed_error()),
+        Poll::Pending => None,
+    }
+}
+
+/// Decides what follows a failed attempt: returns the final error, or sets the phase to sleep or yield.
+#[inline(never)]
+fn after_failure<E, W, H, N, A>(
+    policy: &RetryPolicy,
+    engine: &mut Engine,
+    hooks: &mut Hooks<W, H, N, A>,
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    phase: &mut Phase,
+    failure: Option<Error<E>>,
+) -> Option<Error<E>>
+where
+    W: RetryIf<E>,
+    H: HintSource<E>,
+    N: OnRetry<E>,
+{
+    match engine.failed(policy, hooks, failure) {
+        Decision::Stop(error) => {
+            *phase = Phase::Done;
+            Some(error)
+        }
+        Decision::Retry(delay) if delay.is_zero() => {
+            *phase = Phase::Yielded;
+            None
+        }
+        Decision::Retry(delay) => {
+            arm(timer, Instant::now() + delay);
+            *phase = Phase::Sleeping;
+            None
+        }
+    }
+}
+
+/// Polls the armed timer.
+#[inline(never)]
+fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, context: &mut Context<'_>) -> Poll<()> {
+    match timer {
+        Some(timer) => timer.as_mut().poll(context),
+        None => unreachable_phase(),
+    }
+}
+
 /// Arms the reusable timer at `at`, creating it the first time (later resets avoid a new allocation).
+#[inline(never)]
 fn arm(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
     match timer {
         Some(timer) => timer.as_mut().reset(at),
