@@ -103,8 +103,11 @@ impl Engine {
         let now = Instant::now();
         let started = *self.started.get_or_insert(now);
         let elapsed = now.saturating_duration_since(started);
-        let budget_allows =
-            policy.budget.as_ref().is_none_or(crate::budget::RetryBudget::record_failure);
+        // Only failures spend the budget: a value that `until` rejected is polling, not a failure.
+        let budget_allows = match (&policy.budget, &error) {
+            (Some(budget), Some(_)) => budget.record_failure(),
+            _ => true,
+        };
         let attempts = self.attempts;
         let stop = |reason: StopReason, error: Option<Error<E>>| {
             Decision::Stop(Error::Exhausted {

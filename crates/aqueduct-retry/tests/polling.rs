@@ -58,3 +58,24 @@ async fn errors_and_rejected_values_mix() {
     .await;
     assert_eq!(result.unwrap(), 4);
 }
+
+#[tokio::test(start_paused = true)]
+async fn rejected_values_do_not_spend_the_retry_budget() {
+    let budget = aqueduct_retry::RetryBudget::new(2, 1.0).unwrap();
+    let policy = RetryPolicy::builder()
+        .constant(Duration::ZERO)
+        .max_attempts(10)
+        .budget(budget.clone())
+        .build()
+        .unwrap();
+    let mut reads = 0;
+    let result: Result<u32, Error<()>> = retry(&policy, || {
+        reads += 1;
+        let read = reads;
+        async move { Ok::<_, ()>(read) }
+    })
+    .until(|read| *read == 8)
+    .await;
+    assert_eq!(result.unwrap(), 8);
+    assert!((budget.tokens() - 2.0).abs() < f64::EPSILON);
+}
