@@ -1,0 +1,229 @@
+//! What a batch function returns, and how its outcome fans out to the items of the batch.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use aqueduct_core::{Aggregate, Error};
+use futures::FutureExt as _;
+
+/// The outputs of one batch call, one per input item, in input order.
+///
+/// Two shapes implement it:
+/// - `Vec<O>`: every item succeeded with its output;
+/// - [`PerItem`]`(Vec<Result<O, Y>>)`: each item succeeded or failed on its own; a failed item receives
+///   its error (converted with `Into<Error<E>>`), the others their outputs.
+///
+/// A whole-batch failure is the `Err` of the batch function's `Result`, not a shape of this trait: it
+/// reaches every item of the batch.
+///
+/// # Examples
+///
+/// ```
+/// use aqueduct_batch::{BatchOutputs, Error, PerItem};
+///
+/// let outputs = PerItem(vec![Ok(1), Err("bad")]);
+/// assert_eq!(BatchOutputs::<&str>::len(&outputs), 2);
+/// let results: Vec<Result<i32, Error<&str>>> = outputs.into_results().collect();
+/// assert!(results[1].as_ref().is_err_and(|error| error.operation() == Some(&"bad")));
+/// ```
+pub trait BatchOutputs<E> {
+    /// The output of one item.
+    type Output;
+    /// The per-item results, in input order.
+    type Results: Iterator<Item = Result<Self::Output, Error<E>>>;
+
+    /// How many outputs the batch function returned; it must equal the number of inputs.
+    fn len(&self) -> usize;
+
+    /// Returns `true` when the batch function returned no output at all.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Turns the outputs into per-item results, in input order.
+    fn into_results(self) -> Self::Results;
+}
+
+/// Per-item outcomes of a batch call: each item succeeded or failed on its own.
+///
+/// Return it from a batch function when some items can fail while the others succeed (a bulk insert
+/// reporting one constraint violation, a bulk lookup with a missing key).
+///
+/// # Examples
+///
+/// ```
+/// use aqueduct_batch::{batch, Error, PerItem};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let results: Vec<Result<u32, Error<String>>> = batch(1..=4u32, 2, 1, |ids: Vec<u32>| async move {
+///     Ok::<_, String>(PerItem(
+///         ids.into_iter().map(|id| if id == 3 { Err(format!("no row {id}")) } else { Ok(id * 10) }).collect(),
+///     ))
+/// })
+/// .await;
+/// assert_eq!(results[0].as_ref().ok(), Some(&10));
+/// assert_eq!(results[2].as_ref().unwrap_err().operation().map(String::as_str), Some("no row 3"));
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PerItem<O, Y>(pub Vec<Result<O, Y>>);
+
+impl<O, E> BatchOutputs<E> for Vec<O> {
+    type Output = O;
+    type Results = std::iter::Map<std::vec::IntoIter<O>, fn(O) -> Result<O, Error<E>>>;
+
+    fn len(&self) -> usize {
+        Self::len(self)
+    }
+
+    fn into_results(self) -> Self::Results {
+        self.into_iter().map(Ok)
+    }
+}
+
+impl<O, Y, E> BatchOutputs<E> for PerItem<O, Y>
+where
+    Y: Into<Error<E>>,
+{
+    type Output = O;
+    type Results =
+        std::iter::Map<std::vec::IntoIter<Result<O, Y>>, fn(Result<O, Y>) -> Result<O, Error<E>>>;
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn into_results(self) -> Self::Results {
+        self.0.into_iter().map(|result| result.map_err(Into::into))
+    }
+}
+
+/// The outcome of one batch call, normalised.
+pub(crate) enum Outcome<O, E> {
+    /// One result per input item, in input order.
+    Items(Vec<Result<O, Error<E>>>),
+    /// The whole batch failed (an `Err` from the batch function or a panic); every item gets this error.
+    Failed(Error<E>),
+    /// The batch function returned the wrong number of outputs.
+    Violation(String),
+}
+
+/// Calls `call` on `items`, catching panics, and normalises the outcome, checking the output count.
+pub(crate) async fn invoke<T, Fut, R, X, E>(
+    call: impl FnOnce(Vec<T>) -> Fut,
+    items: Vec<T>,
+) -> Outcome<R::Output, E>
+where
+    Fut: Future<Output = Result<R, X>>,
+    R: BatchOutputs<E>,
+    X: Into<Error<E>>,
+{
+    let expected = items.len();
+    match start(call, items) {
+        Ok(future) => finish(future, expected).await,
+        Err(error) => Outcome::Failed(error),
+    }
+}
+
+/// Calls `call` on `items` to build the batch future, turning a panic into `Error::Panicked`.
+pub(crate) fn start<T, Fut, E>(
+    call: impl FnOnce(Vec<T>) -> Fut,
+    items: Vec<T>,
+) -> Result<Fut, Error<E>> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| call(items)))
+        .map_err(|payload| Error::from_panic(None, payload))
+}
+
+/// Awaits a batch future, catching panics, and checks that it returned `expected` outputs.
+pub(crate) async fn finish<Fut, R, X, E>(future: Fut, expected: usize) -> Outcome<R::Output, E>
+where
+    Fut: Future<Output = Result<R, X>>,
+    R: BatchOutputs<E>,
+    X: Into<Error<E>>,
+{
+    match AssertUnwindSafe(future).catch_unwind().await {
+        Err(payload) => Outcome::Failed(Error::from_panic(None, payload)),
+        Ok(Err(error)) => Outcome::Failed(error.into()),
+        Ok(Ok(outputs)) => {
+            let returned = outputs.len();
+            if returned == expected {
+                Outcome::Items(outputs.into_results().collect())
+            } else {
+                Outcome::Violation(violation_message(expected, returned))
+            }
+        }
+    }
+}
+
+pub(crate) fn violation_message(expected: usize, returned: usize) -> String {
+    format!(
+        "the batch function returned {returned} outputs for {expected} inputs; it must return exactly one output per input, in input order"
+    )
+}
+
+/// Copies an error so that one whole-batch failure can reach every item of the batch.
+///
+/// `aqueduct_core::Error` does not implement `Clone`, so the copy is made here, variant by variant.
+pub(crate) fn clone_error<E: Clone>(error: &Error<E>) -> Error<E> {
+    match error {
+        Error::Operation(error) => Error::Operation(error.clone()),
+        Error::Elapsed { elapsed, last_error } => Error::Elapsed { elapsed: *elapsed, last_error: last_error.clone() },
+        Error::RateLimited { retry_after } => Error::RateLimited { retry_after: *retry_after },
+        Error::Full { capacity } => Error::Full { capacity: *capacity },
+        Error::Closed { reconnecting } => Error::Closed { reconnecting: *reconnecting },
+        Error::Cancelled => Error::Cancelled,
+        Error::Panicked { index, message } => Error::Panicked { index: *index, message: message.clone() },
+        Error::Exhausted { attempts, elapsed, reason, last_error } => Error::Exhausted {
+            attempts: *attempts,
+            elapsed: *elapsed,
+            reason: *reason,
+            last_error: last_error.as_ref().map(|last| Box::new(clone_error(last))),
+        },
+        Error::Aggregate(aggregate) => Error::Aggregate(Aggregate::new(
+            aggregate.iter().map(|(index, error)| (*index, clone_error(error))).collect(),
+        )),
+        Error::ContractViolation { message } => Error::ContractViolation { message: message.clone() },
+        // `Error` is non-exhaustive: a variant added to core later is reported rather than lost.
+        _ => Error::ContractViolation {
+            message: "a whole-batch error of a kind this version of aqueduct-batch cannot copy to every item".to_owned(),
+        },
+    }
+}
+
+/// Copies one per-item result for a duplicate item (dedup), with `clone_output` for the output.
+pub(crate) fn clone_result<O, E: Clone>(
+    result: &Result<O, Error<E>>,
+    clone_output: fn(&O) -> O,
+) -> Result<O, Error<E>> {
+    match result {
+        Ok(output) => Ok(clone_output(output)),
+        Err(error) => Err(clone_error(error)),
+    }
+}
+
+/// Pushes `count` copies of `error` (the original last) onto `results`.
+pub(crate) fn broadcast<O, E: Clone>(
+    results: &mut Vec<Result<O, Error<E>>>,
+    error: Error<E>,
+    count: usize,
+) {
+    if count == 0 {
+        return;
+    }
+    results.reserve(count);
+    for _ in 1..count {
+        results.push(Err(clone_error(&error)));
+    }
+    results.push(Err(error));
+}
+
+/// Pushes `count` contract-violation errors carrying `message` onto `results`.
+pub(crate) fn broadcast_violation<O, E>(
+    results: &mut Vec<Result<O, Error<E>>>,
+    message: &str,
+    count: usize,
+) {
+    results
+        .extend((0..count).map(|_| Err(Error::ContractViolation { message: message.to_owned() })));
+}
