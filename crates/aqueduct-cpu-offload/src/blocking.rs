@@ -33,6 +33,35 @@ thread_local! {
     static INITIALISED_FOR: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
+/// One runner on the blocking pool; if tokio drops it unrun (the runtime is shutting down) it gives its place back
+/// and drops the queued jobs, whose callers then see `Error::Cancelled` instead of waiting forever.
+struct Runner {
+    queue: Arc<BlockingQueue>,
+    started: bool,
+}
+
+impl Runner {
+    fn run(mut self, first: BlockingJob) {
+        self.started = true;
+        self.queue.run_jobs(first);
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        if self.started {
+            return;
+        }
+        let orphaned = {
+            let mut state = self.queue.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.runners -= 1;
+            std::mem::take(&mut state.jobs)
+        };
+        // Dropped outside the lock: each job drops its sender (its caller sees `Cancelled`) and returns its slot.
+        drop(orphaned);
+    }
+}
+
 impl BlockingQueue {
     pub(crate) fn new(
         runtime: tokio::runtime::Handle,
@@ -63,14 +92,14 @@ impl BlockingQueue {
             }
         };
         if start_runner {
-            let queue = Arc::clone(self);
-            // The JoinHandle is not needed: the job reports through its own channel. If the runtime is shutting
-            // down the closure is dropped unrun, which drops the job's sender, and the caller sees `Cancelled`.
-            drop(self.runtime.spawn_blocking(move || queue.run(job)));
+            let runner = Runner { queue: Arc::clone(self), started: false };
+            // The JoinHandle is not needed: jobs report through their own channels. If the runtime is shutting
+            // down, the closure is dropped unrun: the runner's guard then fails the queued jobs (see `Runner`).
+            drop(self.runtime.spawn_blocking(move || runner.run(job)));
         }
     }
 
-    fn run(&self, first: BlockingJob) {
+    fn run_jobs(&self, first: BlockingJob) {
         self.initialise_this_thread();
         let mut job = first;
         loop {

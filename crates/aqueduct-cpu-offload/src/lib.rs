@@ -7,6 +7,7 @@ mod config;
 mod global;
 mod job;
 mod pool;
+#[cfg(unix)]
 pub mod process;
 
 pub use aqueduct_core::{Deadline, Elapsed, Error};

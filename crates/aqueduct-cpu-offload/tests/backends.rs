@@ -107,3 +107,21 @@ async fn a_current_thread_runtime_stays_free_while_the_pool_works() {
     assert!(finished.unwrap());
     assert_eq!(releaser.await.unwrap(), 7);
 }
+
+#[test]
+fn jobs_for_a_runtime_that_shut_down_fail_as_cancelled_instead_of_hanging() {
+    let gone = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let pool = CpuPool::builder()
+        .backend(Backend::SpawnBlocking)
+        .threads(1)
+        .runtime(gone.handle().clone())
+        .build()
+        .unwrap();
+    drop(gone);
+    let caller = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    for _ in 0..3 {
+        let outcome: Outcome<u8> = caller.block_on(pool.run(|| 1));
+        assert!(outcome.unwrap_err().is_cancelled());
+    }
+    assert_eq!(pool.status().in_flight, 0, "the slots came back");
+}

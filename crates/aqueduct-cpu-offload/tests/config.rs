@@ -1,5 +1,6 @@
 //! Bad configuration is refused at build time with a message saying what to change; good configuration is kept.
 
+#[cfg(unix)]
 use aqueduct_cpu_offload::process::ProcessPool;
 use aqueduct_cpu_offload::{Backend, CpuPool, DEFAULT_CAPACITY_PER_THREAD, default_threads};
 
@@ -54,6 +55,7 @@ async fn spawn_blocking_inside_a_runtime_builds() {
     assert_eq!(pool.threads(), 2);
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn process_pool_refuses_zero_workers_and_zero_capacity() {
     let error = ProcessPool::builder().workers(0).build().await.unwrap_err();
@@ -65,6 +67,7 @@ async fn process_pool_refuses_zero_workers_and_zero_capacity() {
     assert!(error.message().contains("start_timeout"), "{error}");
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn process_pool_with_a_program_that_does_not_serve_fails_at_build() {
     // `true` exits at once without serving: the pool says how to fix it instead of hanging.
@@ -72,6 +75,7 @@ async fn process_pool_with_a_program_that_does_not_serve_fails_at_build() {
     assert!(error.message().contains("serve_if_worker"), "{error}");
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn process_pool_with_a_missing_program_fails_at_build() {
     let error = ProcessPool::builder()

@@ -4,6 +4,7 @@
 //! The workers are this test binary, filtered to the one test `worker_entry_point`, which serves jobs when the pool
 //! started it (`ProcessPoolBuilder::libtest_worker`); this works under `cargo test` and cargo-nextest alike.
 //! These tests use real time: the workers are real processes, which paused tokio time cannot drive.
+#![cfg(unix)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

@@ -1,8 +1,5 @@
 //! Every public type that crosses tasks or threads is `Send` (and `Sync` where shared), checked at compile time.
 
-use aqueduct_cpu_offload::process::{
-    Entry, ProcessPool, ProcessPoolBuilder, ProcessStatus, Registry,
-};
 use aqueduct_cpu_offload::{
     Backend, BuildError, CancelToken, CpuPool, CpuPoolBuilder, JobHandle, Run, Status, Submit,
 };
@@ -22,6 +19,14 @@ fn public_types_are_send_and_sync() {
     assert_sync::<Status>();
     assert_send::<Backend>();
     assert_sync::<BuildError>();
+}
+
+#[cfg(unix)]
+#[test]
+fn process_types_are_send_and_sync() {
+    use aqueduct_cpu_offload::process::{
+        Entry, ProcessPool, ProcessPoolBuilder, ProcessStatus, Registry,
+    };
     assert_send::<ProcessPool>();
     assert_sync::<ProcessPool>();
     assert_send::<ProcessPoolBuilder>();
@@ -43,8 +48,10 @@ fn futures_and_handles_are_send_and_unpin() {
     assert_unpin::<Run<Job, u64, std::io::Error>>();
 }
 
+#[cfg(unix)]
 #[test]
 fn the_process_pool_call_future_is_send() {
+    use aqueduct_cpu_offload::process::{Entry, ProcessPool};
     fn assert_send_future<F: std::future::Future + Send>(_: F) {}
     const DOUBLE: Entry<u64, u64> = Entry::new("double");
     // Only built, never polled: it proves the future can be spawned on a multi-threaded runtime.
