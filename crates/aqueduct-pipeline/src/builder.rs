@@ -263,8 +263,6 @@ where
             Box::new(move |assembly: &mut Assembly<E>, outlet: Outlet<O>| {
                 let capacity = capacity.unwrap_or(assembly.default_capacity);
                 let (sender, receiver) = queue::bounded::<T>(capacity);
-                // Upstream first, so stages register in pipeline order.
-                upstream(assembly, Outlet::Queue(sender));
                 let worker_counters: Vec<Arc<WorkerCounters>> =
                     (0..workers).map(|_| Arc::default()).collect();
                 let depth = receiver.clone();
@@ -293,6 +291,8 @@ where
                     };
                     assembly.control.tracker.spawn_on(worker.run(), &assembly.runtime);
                 }
+                // Downstream before upstream: consumers are waiting when the first items arrive.
+                upstream(assembly, Outlet::Queue(sender));
             });
         PipelineBuilder {
             connect,
@@ -407,7 +407,9 @@ where
         };
         self.control.set_discard_outputs(discard);
         (self.connect)(&mut assembly, outlet);
-        let _ = self.control.stages.set(assembly.stages);
+        let mut stages = assembly.stages;
+        stages.sort_by_key(|stage| stage.index);
+        let _ = self.control.stages.set(stages);
         self.control.tracker.close();
     }
 

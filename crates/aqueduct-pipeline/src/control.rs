@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aqueduct_core::{Deadline, Error};
+use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::{Metrics, OutputCounters, SourceCounters, StageState, stage_snapshot};
@@ -14,9 +14,9 @@ use crate::metrics::{Metrics, OutputCounters, SourceCounters, StageState, stage_
 #[derive(Debug)]
 pub(crate) struct Control {
     /// Cancelled by `abort`, a fail-fast error, or a consumer that stopped early.
-    pub(crate) cancel: CancellationToken,
+    pub(crate) cancel: Arc<Signal>,
     /// Cancelled by `drain` (and by `cancel`): the source stops producing.
-    pub(crate) stop_source: CancellationToken,
+    pub(crate) stop_source: Arc<Signal>,
     pub(crate) tracker: TaskTracker,
     pub(crate) epoch: Instant,
     pub(crate) source: SourceCounters,
@@ -28,8 +28,8 @@ pub(crate) struct Control {
 
 impl Control {
     pub(crate) fn new() -> Self {
-        let cancel = CancellationToken::new();
-        let stop_source = cancel.child_token();
+        let stop_source = Arc::new(Signal::new(None));
+        let cancel = Arc::new(Signal::new(Some(stop_source.clone())));
         Self {
             cancel,
             stop_source,
@@ -73,6 +73,45 @@ impl Control {
             delivered,
             output_unprocessed: self.output.unprocessed.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// A one-shot broadcast flag: a plain atomic load on the hot path (unlike `CancellationToken::is_cancelled`,
+/// which takes a mutex), and a `Notify` for those who wait.
+#[derive(Debug)]
+pub(crate) struct Signal {
+    flag: AtomicBool,
+    notify: Notify,
+    /// Fired together with this one (abort also stops the source).
+    also: Option<Arc<Self>>,
+}
+
+impl Signal {
+    fn new(also: Option<Arc<Self>>) -> Self {
+        Self { flag: AtomicBool::new(false), notify: Notify::new(), also }
+    }
+
+    pub(crate) fn cancel(&self) {
+        if !self.flag.swap(true, Ordering::AcqRel) {
+            self.notify.notify_waiters();
+        }
+        if let Some(also) = &self.also {
+            also.cancel();
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// Completes once the signal fired. Cancel safe.
+    pub(crate) async fn cancelled(&self) {
+        let notified = self.notify.notified();
+        if self.is_cancelled() {
+            return;
+        }
+        notified.await;
     }
 }
 

@@ -55,16 +55,19 @@ impl std::fmt::Debug for StageState {
     }
 }
 
-/// Counters of the source task.
+/// Counters of the source task, on cache lines of their own (the workers read the control block on every
+/// item; sharing a line with a counter the source writes on every item would bounce it between cores).
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub(crate) struct SourceCounters {
     pub(crate) produced: AtomicU64,
     pub(crate) unprocessed: AtomicU64,
     pub(crate) blocked_nanos: AtomicU64,
 }
 
-/// Counters of the output end (the [`Running`](crate::Running) stream).
+/// Counters of the output end (the [`Running`](crate::Running) stream), on cache lines of their own.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub(crate) struct OutputCounters {
     pub(crate) delivered: AtomicU64,
     pub(crate) unprocessed: AtomicU64,

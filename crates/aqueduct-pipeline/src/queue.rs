@@ -8,9 +8,9 @@
 
 use std::sync::atomic::AtomicU64;
 
+use crate::control::Signal;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{bump, nanos};
 
@@ -51,6 +51,30 @@ impl<T> Clone for Outlet<T> {
     }
 }
 
+/// Awaits `future`, adding to `waited_nanos` the time from its first `Pending` to its completion; a future
+/// that is ready at once costs no clock read.
+pub(crate) async fn timed<F: std::future::Future>(
+    future: F,
+    waited_nanos: &AtomicU64,
+) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut waiting_since: Option<Instant> = None;
+    let output = std::future::poll_fn(|context| match future.as_mut().poll(context) {
+        std::task::Poll::Ready(output) => std::task::Poll::Ready(output),
+        std::task::Poll::Pending => {
+            if waiting_since.is_none() {
+                waiting_since = Some(Instant::now());
+            }
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    if let Some(since) = waiting_since {
+        bump(waited_nanos, nanos(since.elapsed()));
+    }
+    output
+}
+
 /// What became of a send.
 pub(crate) enum Sent {
     /// Handed over (or, for a discarding outlet, dropped as delivered).
@@ -59,56 +83,72 @@ pub(crate) enum Sent {
     Unprocessed,
 }
 
-impl<T> Outlet<T> {
-    /// Sends `envelope`, waiting for room; the time spent waiting is added to `blocked_nanos`.
+impl<T: Send + 'static> Outlet<T> {
+    /// Hands `envelope` over, waiting for room; the time spent waiting is added to `blocked_nanos`.
     ///
-    /// Into a stage queue the send is never abandoned (see the module docs). Into the output, the wait for
-    /// room races `cancel`, with reserve-then-commit: the item stays here until a slot is reserved.
+    /// Into a stage queue the send is never abandoned (see the module docs): it is kanal's own send future,
+    /// one lock per item when there is room. Into the output, the fast path is a synchronous `try_reserve`;
+    /// the wait for room races `cancel`, with reserve-then-commit: the item stays here until a slot is reserved.
+    #[inline]
     pub(crate) async fn send(
         &self,
         envelope: Envelope<T>,
-        cancel: &CancellationToken,
+        cancel: &Signal,
         blocked_nanos: &AtomicU64,
     ) -> Sent {
         match self {
             Self::Queue(sender) => {
-                let mut slot = Some(envelope);
-                match sender.try_send_option(&mut slot) {
-                    Ok(true) => return Sent::Delivered,
-                    Ok(false) => {}
-                    Err(_) => return Sent::Unprocessed,
-                }
-                let Some(envelope) = slot else { return Sent::Delivered };
-                let started = Instant::now();
-                let result = sender.send(envelope).await;
-                bump(blocked_nanos, nanos(started.elapsed()));
-                if result.is_ok() { Sent::Delivered } else { Sent::Unprocessed }
-            }
-            Self::Output(sender) => {
-                match sender.try_reserve() {
-                    Ok(permit) => {
-                        permit.send(envelope);
-                        return Sent::Delivered;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(())) => return Sent::Unprocessed,
-                    Err(mpsc::error::TrySendError::Full(())) => {}
-                }
-                let started = Instant::now();
-                let permit = tokio::select! {
-                    biased;
-                    () = cancel.cancelled() => None,
-                    permit = sender.reserve() => permit.ok(),
-                };
-                bump(blocked_nanos, nanos(started.elapsed()));
-                match permit {
-                    Some(permit) => {
-                        permit.send(envelope);
-                        Sent::Delivered
-                    }
-                    None => Sent::Unprocessed,
+                if timed(sender.send(envelope), blocked_nanos).await.is_ok() {
+                    Sent::Delivered
+                } else {
+                    Sent::Unprocessed
                 }
             }
+            Self::Output(sender) => match sender.try_reserve() {
+                Ok(permit) => {
+                    permit.send(envelope);
+                    Sent::Delivered
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => Sent::Unprocessed,
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    Box::pin(self.send_waiting(envelope, cancel, blocked_nanos)).await
+                }
+            },
             Self::Discard => Sent::Delivered,
+        }
+    }
+
+    /// Waits for room in the output and sends `envelope`; the time spent waiting is added to `blocked_nanos`.
+    async fn send_waiting(
+        &self,
+        envelope: Envelope<T>,
+        cancel: &Signal,
+        blocked_nanos: &AtomicU64,
+    ) -> Sent {
+        let Self::Output(sender) = self else { return self.send_other(envelope) };
+        let started = Instant::now();
+        let permit = tokio::select! {
+            biased;
+            () = cancel.cancelled() => None,
+            permit = sender.reserve() => permit.ok(),
+        };
+        bump(blocked_nanos, nanos(started.elapsed()));
+        match permit {
+            Some(permit) => {
+                permit.send(envelope);
+                Sent::Delivered
+            }
+            None => Sent::Unprocessed,
+        }
+    }
+
+    fn send_other(&self, envelope: Envelope<T>) -> Sent {
+        match self {
+            Self::Queue(sender) => match sender.try_send(envelope) {
+                Ok(true) => Sent::Delivered,
+                _ => Sent::Unprocessed,
+            },
+            Self::Output(_) | Self::Discard => Sent::Delivered,
         }
     }
 }

@@ -9,7 +9,7 @@ use futures_core::Stream;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::control::{Control, ErrorSlot};
+use crate::control::{Control, ErrorSlot, Signal};
 use crate::metrics::bump;
 use crate::queue::{Envelope, Outlet, Sent};
 
@@ -23,12 +23,20 @@ pub(crate) struct SourceContext<T, E> {
 }
 
 impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
-    /// Waits for a reorder-window permit (ordered mode). `false` when the source must stop instead.
-    async fn admit(&self, stop: &tokio_util::sync::CancellationToken) -> bool {
+    /// `false` when the source must stop (drain or abort); in ordered mode, waits for a reorder-window permit.
+    ///
+    /// The common case (no window) is synchronous, so no future is built per item.
+    async fn admit(&self, stop: &Signal) -> bool {
         if stop.is_cancelled() {
             return false;
         }
-        let Some(window) = &self.window else { return true };
+        match &self.window {
+            None => true,
+            Some(window) => Box::pin(Self::acquire_window(window, stop)).await,
+        }
+    }
+
+    async fn acquire_window(window: &Semaphore, stop: &Signal) -> bool {
         tokio::select! {
             biased;
             () = stop.cancelled() => false,
@@ -46,11 +54,11 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
     async fn emit(&self, index: u64, item: T) -> bool {
         bump(&self.control.source.produced, 1);
         let envelope = Envelope { index, item: Some(item) };
-        match self
+        let sent = self
             .outlet
             .send(envelope, &self.control.cancel, &self.control.source.blocked_nanos)
-            .await
-        {
+            .await;
+        match sent {
             Sent::Delivered => true,
             Sent::Unprocessed => {
                 bump(&self.control.source.unprocessed, 1);

@@ -13,7 +13,7 @@ use crate::DeadLetter;
 use crate::config::{Failure, FailurePolicy, RetryDecider};
 use crate::control::{Control, ErrorSlot};
 use crate::metrics::{StageState, WorkerCounters, bump, nanos};
-use crate::queue::{Envelope, Outlet, QueueReceiver, Sent};
+use crate::queue::{Envelope, Outlet, QueueReceiver, Sent, timed};
 
 /// The parts of a stage's configuration the workers need at run time.
 pub(crate) struct StagePolicy<I, E> {
@@ -82,23 +82,15 @@ where
             control: self.control.clone(),
         };
         loop {
-            let envelope = match self.input.try_recv() {
-                Ok(Some(envelope)) => envelope,
-                Ok(None) => {
-                    let started = Instant::now();
-                    let received = self.input.recv().await;
-                    bump(&self.counters.idle_nanos, nanos(started.elapsed()));
-                    match received {
-                        Ok(envelope) => envelope,
-                        Err(_) => break,
-                    }
-                }
-                Err(_) => break,
+            // Hot path: nothing but synchronous calls and the stage function's own future; every slow path
+            // (waiting for input or room, retries, failures) is boxed so its large future is built only when needed.
+            let Ok(envelope) = timed(self.input.recv(), &self.counters.idle_nanos).await else {
+                break;
             };
             let Envelope { index, item } = envelope;
             let Some(item) = item else {
                 // A gap left by an upstream failure (ordered mode): pass it on.
-                self.send_gap(index).await;
+                Box::pin(self.send_gap(index)).await;
                 continue;
             };
             bump(&self.counters.items_in, 1);
@@ -106,18 +98,42 @@ where
                 bump(&self.counters.unprocessed, 1);
                 continue;
             }
-            match self.process(index, item).await {
+            let outcome = if self.policy.retry.is_none() && self.policy.clone_item.is_none() {
+                let function = &*self.function;
+                let call = AssertUnwindSafe(async move { function(item).await }).catch_unwind();
+                let cancel = &self.control.cancel;
+                let result = tokio::select! {
+                    biased;
+                    result = call => Some(result),
+                    () = cancel.cancelled() => None,
+                };
+                match result {
+                    Some(Ok(Ok(output))) => Outcome::Done(output),
+                    Some(Ok(Err(error))) => Outcome::Failed { error: error.into(), item: None },
+                    Some(Err(payload)) => {
+                        bump(&self.counters.panics, 1);
+                        Outcome::Failed {
+                            error: Error::from_panic(usize::try_from(index).ok(), payload),
+                            item: None,
+                        }
+                    }
+                    None => Outcome::Cancelled,
+                }
+            } else {
+                Box::pin(self.process(index, item)).await
+            };
+            match outcome {
                 Outcome::Done(output) => {
                     if self.control.cancel.is_cancelled() {
                         bump(&self.counters.unprocessed, 1);
                         continue;
                     }
                     let envelope = Envelope { index, item: Some(output) };
-                    match self
+                    let sent = self
                         .outlet
                         .send(envelope, &self.control.cancel, &self.counters.blocked_nanos)
-                        .await
-                    {
+                        .await;
+                    match sent {
                         Sent::Delivered => bump(&self.counters.items_out, 1),
                         Sent::Unprocessed => bump(&self.counters.unprocessed, 1),
                     }
@@ -125,7 +141,7 @@ where
                 Outcome::Failed { error, item } => {
                     bump(&self.counters.failed, 1);
                     self.handle_failure(index, error, item);
-                    self.send_gap(index).await;
+                    Box::pin(self.send_gap(index)).await;
                 }
                 Outcome::Cancelled => bump(&self.counters.unprocessed, 1),
             }
