@@ -121,3 +121,10 @@ async fn thread_niceness_lowers_the_priority_of_pool_threads_only() {
     assert_eq!(inside.unwrap(), (before + 7).min(19));
     assert_eq!(current_thread_niceness(), before, "the caller's thread is unchanged");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn process_pool_refuses_zero_jobs_per_worker() {
+    let error = ProcessPool::builder().max_jobs_per_worker(0).build().await.unwrap_err();
+    assert!(error.message().contains("max_jobs_per_worker must be at least 1"), "{error}");
+}

@@ -123,13 +123,22 @@ async fn an_aborting_worker_fails_only_its_own_job_and_is_replaced() {
         let (value, outcome) = other.await.unwrap();
         assert_eq!(outcome.unwrap(), value * 2, "job {value} is not affected by the crash");
     }
-    // The pool never shrinks: two jobs at once still work, one of them on a replacement worker.
-    let (first, second): (Outcome<u64>, Outcome<u64>) =
-        tokio::join!(pool.call(&DOUBLE, &1), pool.call(&DOUBLE, &2));
-    assert_eq!((first.unwrap(), second.unwrap()), (2, 4));
+    // The pool never shrinks: while one job hangs on a worker, another job still finds a worker, so the crashed one
+    // was replaced.
+    let hanging = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let outcome: Outcome<()> = pool.call(&HANG, &()).await;
+            outcome
+        })
+    };
+    let doubled: Outcome<u64> = pool.call(&DOUBLE, &2).await;
+    assert_eq!(doubled.unwrap(), 4);
     let status = pool.status();
     assert_eq!(status.crashed, 1);
     assert_eq!(status.started, 3, "one replacement worker");
+    hanging.abort();
+    assert!(hanging.await.unwrap_err().is_cancelled());
     pool.shutdown().await;
 }
 
@@ -236,4 +245,19 @@ async fn shutdown_waits_then_rejects_new_jobs() {
     assert_eq!(status.in_flight, 0);
     let refused: Outcome<u64> = pool.call(&DOUBLE, &3).await;
     assert!(refused.unwrap_err().is_closed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_is_replaced_after_its_maximum_number_of_jobs() {
+    let pool = builder().workers(1).max_jobs_per_worker(2).build().await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let id: Outcome<u32> = pool.call(&PROCESS_ID, &()).await;
+        ids.push(id.unwrap());
+    }
+    assert_eq!(ids[0], ids[1]);
+    assert_ne!(ids[1], ids[2], "a fresh worker after two jobs");
+    assert_eq!(ids[2], ids[3]);
+    let status = pool.status();
+    assert_eq!((status.started, status.retired, status.crashed, status.killed), (2, 2, 0, 0));
 }

@@ -78,6 +78,7 @@ pub struct ProcessPoolBuilder {
     capacity: Option<usize>,
     job_timeout: Option<Duration>,
     start_timeout: Duration,
+    max_jobs_per_worker: Option<u64>,
     program: Option<PathBuf>,
     args: Vec<OsString>,
 }
@@ -107,6 +108,8 @@ pub struct ProcessStatus {
     pub crashed: u64,
     /// Workers killed by the pool: a job timed out or its caller went away mid-job.
     pub killed: u64,
+    /// Workers stopped after [`max_jobs_per_worker`](ProcessPoolBuilder::max_jobs_per_worker) jobs.
+    pub retired: u64,
     /// `true` once [`ProcessPool::shutdown`] was called.
     pub closed: bool,
 }
@@ -118,6 +121,7 @@ struct ProcessInner {
     capacity: usize,
     job_timeout: Option<Duration>,
     start_timeout: Duration,
+    max_jobs_per_worker: Option<u64>,
     slots: Semaphore,
     running: Semaphore,
     idle: Mutex<Vec<Worker>>,
@@ -125,11 +129,13 @@ struct ProcessInner {
     started: AtomicU64,
     crashed: AtomicU64,
     killed: AtomicU64,
+    retired: AtomicU64,
 }
 
 struct Worker {
     child: tokio::process::Child,
     stream: UnixStream,
+    jobs_done: u64,
 }
 
 /// A worker taken out of the idle list for one job; killed on drop unless the job ended cleanly.
@@ -161,6 +167,7 @@ impl ProcessPool {
             capacity: None,
             job_timeout: None,
             start_timeout: DEFAULT_START_TIMEOUT,
+            max_jobs_per_worker: None,
             program: None,
             args: Vec::new(),
         }
@@ -435,6 +442,7 @@ impl ProcessPool {
             started: inner.started.load(Ordering::Relaxed),
             crashed: inner.crashed.load(Ordering::Relaxed),
             killed: inner.killed.load(Ordering::Relaxed),
+            retired: inner.retired.load(Ordering::Relaxed),
             closed: inner.is_closed(),
         }
     }
@@ -457,7 +465,7 @@ fn elapsed_error<E>(timeout: Option<Duration>, deadline: Deadline, since: Instan
 }
 
 async fn stop_worker(worker: Worker, grace: Duration) {
-    let Worker { mut child, stream } = worker;
+    let Worker { mut child, stream, .. } = worker;
     // Closing the connection is the worker's signal to exit.
     drop(stream);
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
@@ -497,6 +505,20 @@ impl ProcessPoolBuilder {
     /// See [`ProcessPoolBuilder`].
     pub fn job_timeout(mut self, timeout: Duration) -> Self {
         self.job_timeout = Some(timeout);
+        self
+    }
+
+    /// Replaces a worker after it has run `jobs` jobs (Python's `max_tasks_per_child`): a guard against leaks in
+    /// native code. No limit by default. The retired worker is stopped while idle; the next job starts a new one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = aqueduct_cpu_offload::process::ProcessPool::builder().max_jobs_per_worker(1_000);
+    /// # drop(builder);
+    /// ```
+    pub fn max_jobs_per_worker(mut self, jobs: u64) -> Self {
+        self.max_jobs_per_worker = Some(jobs);
         self
     }
 
@@ -610,6 +632,11 @@ impl ProcessPoolBuilder {
                 u32::MAX
             )));
         }
+        if self.max_jobs_per_worker == Some(0) {
+            return Err(BuildError::new(
+                "max_jobs_per_worker must be at least 1; leave it unset to keep workers for the pool's lifetime",
+            ));
+        }
         if self.start_timeout.is_zero() {
             return Err(BuildError::new("start_timeout must be longer than zero"));
         }
@@ -634,6 +661,7 @@ impl ProcessPoolBuilder {
             capacity,
             job_timeout: self.job_timeout,
             start_timeout: self.start_timeout,
+            max_jobs_per_worker: self.max_jobs_per_worker,
             slots: Semaphore::new(capacity),
             running: Semaphore::new(workers),
             idle: Mutex::new(Vec::with_capacity(workers)),
@@ -641,6 +669,7 @@ impl ProcessPoolBuilder {
             started: AtomicU64::new(0),
             crashed: AtomicU64::new(0),
             killed: AtomicU64::new(0),
+            retired: AtomicU64::new(0),
         };
         let mut started = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -693,7 +722,7 @@ impl ProcessInner {
             .map_err(|error| format!("could not register the worker socket with tokio: {error}"))?;
         let hello = tokio::time::timeout(self.start_timeout, read_frame(&mut stream)).await;
         match hello {
-            Ok(Ok(bytes)) if bytes == HELLO.as_bytes() => Ok(Worker { child, stream }),
+            Ok(Ok(bytes)) if bytes == HELLO.as_bytes() => Ok(Worker { child, stream, jobs_done: 0 }),
             Ok(Ok(_)) => {
                 let _ = child.start_kill();
                 Err(format!("worker program {} spoke an unknown protocol", self.program.display()))
@@ -757,9 +786,16 @@ impl Lease<'_> {
         }
     }
 
-    /// Returns a healthy worker to the idle list.
+    /// Returns a healthy worker to the idle list, or retires it after its last allowed job.
     fn give_back(mut self) {
-        if let Some(worker) = self.worker.take() {
+        if let Some(mut worker) = self.worker.take() {
+            worker.jobs_done += 1;
+            if self.pool.max_jobs_per_worker.is_some_and(|limit| worker.jobs_done >= limit) {
+                // Idle, so nothing is lost: dropping it kills the process (`kill_on_drop`) and tokio reaps it.
+                self.pool.retired.fetch_add(1, Ordering::Relaxed);
+                drop(worker);
+                return;
+            }
             self.pool.idle.lock().unwrap_or_else(PoisonError::into_inner).push(worker);
         }
     }
