@@ -241,6 +241,10 @@ pub trait Policy: sealed_policy::Sealed {
     type Output;
 
     #[doc(hidden)]
+    /// `true` when the output does not depend on the order children are observed in.
+    const ORDER_FREE: bool;
+
+    #[doc(hidden)]
     /// Reserves room for `len` children before the first poll.
     fn reserve(&mut self, len: usize);
 
@@ -263,7 +267,7 @@ mod sealed_policy {
 
 /// The collect-all policy: every result, in input order (`asyncio.gather(return_exceptions=True)`).
 pub struct CollectAll<T, E> {
-    results: Vec<Option<Result<T, Error<E>>>>,
+    results: Vec<Result<T, Error<E>>>,
 }
 
 /// The fail-fast policy: the first failure in time cancels the siblings (`asyncio.TaskGroup`).
@@ -495,6 +499,15 @@ where
         if !*this.started {
             *this.started = true;
             this.policy.reserve(this.engine.expected_len());
+            if P::ORDER_FREE
+                && S::RUNS_ON_ITS_OWN
+                && *this.panics == PanicPolicy::Capture
+                && this.engine.limit() == usize::MAX
+            {
+                // Spawned collect-all waits for every task anyway: awaiting them in input order returns the
+                // same output and costs less than tracking which one finished first.
+                this.engine.as_mut().await_in_input_order();
+            }
         }
         loop {
             let Some((index, outcome)) = std::task::ready!(this.engine.as_mut().poll_next(cx))
@@ -560,24 +573,28 @@ impl<T, E> Policy for CollectAll<T, E> {
     type Error = E;
     type Output = Vec<Result<T, Error<E>>>;
 
+    const ORDER_FREE: bool = true;
+
     fn reserve(&mut self, len: usize) {
+        // Results go straight into the output, in input order; a slot never filled stays `Cancelled`.
         self.results.reserve(len);
+        self.results.resize_with(len, || Err(Error::Cancelled));
     }
 
     fn record(&mut self, index: usize, result: Result<T, Error<E>>) -> bool {
-        store(&mut self.results, index, result);
+        if index >= self.results.len() {
+            self.results.resize_with(index + 1, || Err(Error::Cancelled));
+        }
+        self.results[index] = result;
         false
     }
 
     fn record_stopped(&mut self, index: usize, result: Result<T, Error<E>>) {
-        store(&mut self.results, index, result);
+        self.record(index, result);
     }
 
     fn finish(&mut self) -> Self::Output {
         std::mem::take(&mut self.results)
-            .into_iter()
-            .map(|slot| slot.unwrap_or(Err(Error::Cancelled)))
-            .collect()
     }
 }
 
@@ -585,6 +602,8 @@ impl<T, E> Policy for FailFast<T, E> {
     type Value = T;
     type Error = E;
     type Output = Result<Vec<T>, Error<E>>;
+
+    const ORDER_FREE: bool = false;
 
     fn reserve(&mut self, len: usize) {
         self.values.reserve(len);
@@ -626,6 +645,8 @@ where
     type Value = T;
     type Error = E;
     type Output = Supervised<T, E>;
+
+    const ORDER_FREE: bool = false;
 
     fn reserve(&mut self, len: usize) {
         self.values.reserve(len);
