@@ -21,6 +21,8 @@ commands:
                                target/bench-report/summary.json and regenerates docs/benchmarks.md
   bench --check                only compile the benches
   ci                           lint, test, bench --check
+  demo                         every crate together: a flaky local HTTP server, retries, rate limits, the CPU
+                               pool, a pipeline and batched writes to PostgreSQL (or memory, with a notice)
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +42,7 @@ fn main() -> anyhow::Result<()> {
             run_tests(&[])?;
             bench::run(&bench::Options::check_only())
         }
+        "demo" => demo(rest),
         "help" | "--help" | "-h" => {
             eprint!("{USAGE}");
             Ok(())
@@ -101,6 +104,39 @@ fn run_tests(arguments: &[String]) -> anyhow::Result<()> {
         "--all-features",
     ];
     command::step(&mut failures, "doc tests", command::cargo(&doc_tests).envs(env));
+    command::finish(&failures)
+}
+
+/// `cargo xtask demo`: the end-to-end tour, in release mode, against the provided PostgreSQL when there is one.
+fn demo(arguments: &[String]) -> anyhow::Result<()> {
+    if let Some(unknown) = arguments.first() {
+        bail!("`cargo xtask demo` takes no arguments, got `{unknown}`");
+    }
+    let database = match postgres::provide() {
+        Ok(database) => Some(database),
+        Err(error) => {
+            eprintln!("xtask: no PostgreSQL for the demo ({error:#}); it will write to memory");
+            None
+        }
+    };
+    let mut run = command::cargo(&[
+        "run",
+        "--release",
+        "--package",
+        "aqueduct",
+        "--features",
+        "full",
+        "--example",
+        "demo",
+    ]);
+    if let Some(database) = &database {
+        eprintln!("xtask: PostgreSQL for the demo: {}", database.description());
+        run.env("DATABASE_URL", database.url());
+    } else {
+        run.env_remove("DATABASE_URL");
+    }
+    let mut failures = Vec::new();
+    command::step(&mut failures, "demo", &mut run);
     command::finish(&failures)
 }
 
