@@ -21,8 +21,10 @@ fn registry() -> Registry {
             }
             text.parse::<u64>().unwrap_or(0)
         })
-        .register(HANG, |()| loop {
-            std::thread::park();
+        .register(HANG, |()| {
+            loop {
+                std::thread::park();
+            }
         })
 }
 
@@ -30,9 +32,11 @@ fn registry() -> Registry {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     serve_if_worker(&registry());
 
-    let pool = ProcessPool::builder().workers(2).job_timeout(Duration::from_secs(2)).build().await?;
+    let pool =
+        ProcessPool::builder().workers(2).job_timeout(Duration::from_secs(2)).build().await?;
     for input in ["1", "crash", "3"] {
-        let parsed: Result<u64, Error<std::convert::Infallible>> = pool.call(&PARSE, &input.to_owned()).await;
+        let parsed: Result<u64, Error<std::convert::Infallible>> =
+            pool.call(&PARSE, &input.to_owned()).await;
         match parsed {
             Ok(value) => eprintln!("{input:>6} -> {value}"),
             Err(error) => eprintln!("{input:>6} -> failed alone: {error}"),
@@ -40,10 +44,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let hung: Result<(), Error<std::convert::Infallible>> =
         pool.call_with_timeout(&HANG, &(), Duration::from_millis(300)).await;
-    eprintln!("  hang -> {}", hung.map_or_else(|error| error.to_string(), |()| "returned".to_owned()));
+    eprintln!(
+        "  hang -> {}",
+        hung.map_or_else(|error| error.to_string(), |()| "returned".to_owned())
+    );
 
     let status = pool.status();
-    eprintln!("workers started {}, crashed {}, killed {}", status.started, status.crashed, status.killed);
+    eprintln!(
+        "workers started {}, crashed {}, killed {}",
+        status.started, status.crashed, status.killed
+    );
     pool.shutdown().await;
     Ok(())
 }

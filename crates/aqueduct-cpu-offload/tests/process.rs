@@ -132,6 +132,10 @@ async fn an_aborting_worker_fails_only_its_own_job_and_is_replaced() {
             outcome
         })
     };
+    // Once it holds its slot it has also taken a worker (both happen in the same poll when nothing waits).
+    while pool.status().in_flight == 0 {
+        tokio::task::yield_now().await;
+    }
     let doubled: Outcome<u64> = pool.call(&DOUBLE, &2).await;
     assert_eq!(doubled.unwrap(), 4);
     let status = pool.status();

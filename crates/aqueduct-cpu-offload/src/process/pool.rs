@@ -722,7 +722,9 @@ impl ProcessInner {
             .map_err(|error| format!("could not register the worker socket with tokio: {error}"))?;
         let hello = tokio::time::timeout(self.start_timeout, read_frame(&mut stream)).await;
         match hello {
-            Ok(Ok(bytes)) if bytes == HELLO.as_bytes() => Ok(Worker { child, stream, jobs_done: 0 }),
+            Ok(Ok(bytes)) if bytes == HELLO.as_bytes() => {
+                Ok(Worker { child, stream, jobs_done: 0 })
+            }
             Ok(Ok(_)) => {
                 let _ = child.start_kill();
                 Err(format!("worker program {} spoke an unknown protocol", self.program.display()))
