@@ -27,6 +27,11 @@ use crate::pool::Inner;
 /// A job that already runs is not interrupted (threads cannot be killed safely); a job submitted with a
 /// [`CancelToken`] sees [`CancelToken::is_cancelled`] turn `true` and can stop cooperatively.
 ///
+/// # Errors
+///
+/// [`Error::Panicked`] when the job panicked, [`Error::Cancelled`] when it was cancelled before it ran (through
+/// [`cancel`](Self::cancel) or [`CpuPool::shutdown_now`](crate::CpuPool::shutdown_now)).
+///
 /// # Examples
 ///
 /// ```

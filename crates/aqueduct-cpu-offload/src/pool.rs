@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
-use aqueduct_core::Error;
+use aqueduct_core::{Deadline, Elapsed, Error};
 use tokio::sync::{Semaphore, TryAcquireError, oneshot};
+use tokio::time::Instant;
 
 use crate::blocking::BlockingQueue;
 use crate::config::{Backend, BuildError, default_threads};
@@ -116,6 +117,9 @@ pub struct Submit<F, E> {
 
 /// The future of [`CpuPool::run`] and [`run`](crate::run): waits for room, runs the job on the pool and yields its value.
 ///
+/// It honours the ambient deadline ([`with_deadline`](aqueduct_core::with_deadline)): when it passes first, the
+/// future yields [`Error::Elapsed`] and lets go of the job, as if dropped.
+///
 /// # Cancellation
 ///
 /// Dropping it before a worker started the job means the job never runs; a running job finishes on its thread
@@ -124,6 +128,14 @@ pub struct Submit<F, E> {
 pub struct Run<F, T, E> {
     submit: Submit<F, E>,
     handle: Option<JobHandle<T, E>>,
+    deadline: AmbientDeadline,
+}
+
+/// The ambient deadline of a [`Run`], read on its first poll (inside the caller's task).
+enum AmbientDeadline {
+    Unread,
+    Unset,
+    Armed { deadline: Deadline, since: Instant, sleep: Pin<Box<tokio::time::Sleep>> },
 }
 
 pub(crate) struct Inner {
@@ -203,7 +215,13 @@ impl CpuPool {
     ///
     /// - [`Error::Panicked`] when the job panics (the pool thread survives);
     /// - [`Error::Closed`] after [`shutdown`](Self::shutdown) was called;
-    /// - [`Error::Cancelled`] when [`shutdown_now`](Self::shutdown_now) dropped the job before it started.
+    /// - [`Error::Cancelled`] when [`shutdown_now`](Self::shutdown_now) dropped the job before it started;
+    /// - [`Error::Elapsed`] when the ambient deadline ([`with_deadline`](aqueduct_core::with_deadline)) passed
+    ///   first; the job is let go of as if the future were dropped.
+    ///
+    /// # Panics
+    ///
+    /// When an ambient deadline is set but the runtime has no timer (`enable_time`).
     ///
     /// # Examples
     ///
@@ -225,7 +243,7 @@ impl CpuPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        Run { submit: self.submit(job), handle: None }
+        Run { submit: self.submit(job), handle: None, deadline: AmbientDeadline::Unread }
     }
 
     /// Runs a fallible `job` and flattens its error: `Err(x)` becomes `x.into()`, so a job returning
@@ -294,7 +312,7 @@ impl CpuPool {
         let stop = token.flag();
         let mut submit = self.submit(move || job(&token));
         submit.stop = Some(stop);
-        Run { submit, handle: None }
+        Run { submit, handle: None, deadline: AmbientDeadline::Unread }
     }
 
     /// Waits for room in the pool, hands `job` over and yields a [`JobHandle`] to await its value later.
@@ -1028,11 +1046,44 @@ where
 
     fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if this.handle.is_none() {
-            let handle = ready!(Pin::new(&mut this.submit).poll(context))?;
-            this.handle = Some(handle);
+        if let AmbientDeadline::Unread = this.deadline {
+            this.deadline = match Deadline::ambient() {
+                Some(deadline) => AmbientDeadline::Armed {
+                    deadline,
+                    since: Instant::now(),
+                    sleep: Box::pin(tokio::time::sleep_until(deadline.at())),
+                },
+                None => AmbientDeadline::Unset,
+            };
         }
-        match this.handle.as_mut() {
+        // The job is polled first: a value that is ready is returned even when the deadline passed meanwhile.
+        if let Poll::Ready(outcome) = this.poll_job(context) {
+            return Poll::Ready(outcome);
+        }
+        if let AmbientDeadline::Armed { deadline, since, sleep } = &mut this.deadline {
+            ready!(sleep.as_mut().poll(context));
+            let elapsed = Elapsed::new(None, deadline.at(), since.elapsed()).with_ambient(true);
+            // Let go of the job as a dropped future would: not started means never run.
+            if let Some(mut handle) = this.handle.take() {
+                handle.cancel();
+            }
+            return Poll::Ready(Err(Error::elapsed(elapsed)));
+        }
+        Poll::Pending
+    }
+}
+
+impl<F, T, E> Run<F, T, E>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn poll_job(&mut self, context: &mut Context<'_>) -> Poll<Result<T, Error<E>>> {
+        if self.handle.is_none() {
+            let handle = ready!(Pin::new(&mut self.submit).poll(context))?;
+            self.handle = Some(handle);
+        }
+        match self.handle.as_mut() {
             Some(handle) => Pin::new(handle).poll(context),
             None => Poll::Ready(Err(Error::Closed { reconnecting: false })),
         }
