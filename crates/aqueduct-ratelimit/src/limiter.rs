@@ -1118,7 +1118,7 @@ impl<'a, E> Acquire<'a, E> {
         &mut self,
         permit: Permit<'a>,
         deadline: Option<Deadline>,
-        started: Instant,
+        started: Option<Instant>,
     ) -> Poll<Result<Permit<'a>, Error<E>>> {
         let limiter = self.limiter;
         let Some(rate) = &limiter.inner.rate else {
@@ -1143,6 +1143,8 @@ impl<'a, E> Acquire<'a, E> {
             Enter::Queued { ticket } => {
                 let deadline = deadline
                     .map(|deadline| (deadline, Box::pin(tokio::time::sleep_until(deadline.at()))));
+                // The clock is read again only on this slow path, for the elapsed time of a later error.
+                let started = started.unwrap_or_else(Instant::now);
                 self.state = AcquireState::Queued { permit, ticket, slot: None, deadline, started };
                 Poll::Pending
             }
@@ -1166,11 +1168,11 @@ impl<'a, E> Future for Acquire<'a, E> {
                     if this.weight == 0 {
                         return Poll::Ready(Ok(permit));
                     }
-                    let started = Instant::now();
                     if let Some(concurrency) = &limiter.inner.concurrency {
                         match concurrency.semaphore.try_acquire_many(this.weight) {
                             Ok(granted) => permit.concurrency = Some(granted),
                             Err(_) => {
+                                let started = Instant::now();
                                 if let Some(deadline) = deadline
                                     && deadline.at() <= started
                                 {
@@ -1189,7 +1191,7 @@ impl<'a, E> Future for Acquire<'a, E> {
                             }
                         }
                     }
-                    match this.take_tokens(permit, deadline, started) {
+                    match this.take_tokens(permit, deadline, None) {
                         Poll::Pending => continue,
                         ready => return ready,
                     }
@@ -1202,7 +1204,7 @@ impl<'a, E> Future for Acquire<'a, E> {
                             this.state = AcquireState::Done;
                             let mut permit = limiter.empty_permit(this.weight);
                             permit.concurrency = Some(granted);
-                            match this.take_tokens(permit, deadline, started) {
+                            match this.take_tokens(permit, deadline, Some(started)) {
                                 Poll::Pending => continue,
                                 ready => return ready,
                             }
