@@ -122,13 +122,16 @@ where
     F: Future + Send,
 {
     runtime
-        .block_on(tokio::spawn(async move {
-            let start = Instant::now();
-            for _ in 0..iterations {
-                black_box(routine().await);
-            }
-            start.elapsed()
-        }))
+        .block_on(async move {
+            tokio::spawn(async move {
+                let start = Instant::now();
+                for _ in 0..iterations {
+                    black_box(routine().await);
+                }
+                start.elapsed()
+            })
+            .await
+        })
         .expect("the benchmark task does not panic")
 }
 
