@@ -44,9 +44,7 @@ impl<M: Manager> Held<M> {
 
     /// Returns the connection to its backend, or closes it when the return checks fail.
     pub(crate) fn release(mut self) {
-        let slot = self.slot_mut();
-        let core = Arc::clone(&slot.core);
-        let keep = core.on_return(slot);
+        let keep = self.slot_mut().on_return();
         match self {
             Self::Deadpool(object) => {
                 if !keep {

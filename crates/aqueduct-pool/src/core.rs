@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -50,15 +51,34 @@ pub(crate) struct Core<M: Manager> {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) size: AtomicUsize,
-    pub(crate) in_use: AtomicUsize,
+    /// Checkouts so far; with `returned`, each on its own cache line, it gives `in_use` while each
+    /// side writes one counter once per cycle.
+    pub(crate) handed_out: Padded,
+    pub(crate) returned: Padded,
+    /// Checkouts of a connection never handed out before (so `recycled = handed_out - fresh`).
+    pub(crate) fresh_handouts: AtomicU64,
     #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
     pub(crate) waiting: AtomicUsize,
     pub(crate) created: AtomicU64,
-    pub(crate) recycled: AtomicU64,
     pub(crate) validated: AtomicU64,
     pub(crate) evicted: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) connect_errors: AtomicU64,
+}
+
+/// A counter alone on its cache line, so the threads that acquire and release do not share one.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub(crate) struct Padded(pub(crate) AtomicU64);
+
+impl Counters {
+    /// Connections checked out now.
+    pub(crate) fn in_use(&self) -> usize {
+        // Read `returned` first: a return always follows its checkout, so this never underflows.
+        let returned = self.returned.0.load(Ordering::Acquire);
+        let handed_out = self.handed_out.0.load(Ordering::Acquire);
+        usize::try_from(handed_out.saturating_sub(returned)).unwrap_or(usize::MAX)
+    }
 }
 
 /// One open connection and what the pool knows about it.
@@ -194,33 +214,19 @@ impl<M: Manager> Core<M> {
         if validate {
             self.counters.validated.fetch_add(1, Ordering::Relaxed);
         }
-        let recycling = self.manager.recycle(&mut slot.connection, validate);
-        let recycled = match self.config.recycle_timeout {
-            Some(limit) => matches!(tokio::time::timeout(limit, recycling).await, Ok(Ok(()))),
-            None => recycling.await.is_ok(),
+        let mut recycling = std::pin::pin!(self.manager.recycle(&mut slot.connection, validate));
+        // Most recycles finish at once (no round trip): only arm the timer for one that waits.
+        let recycled = match recycling.as_mut().now_or_never() {
+            Some(result) => result.is_ok(),
+            None => match self.config.recycle_timeout {
+                Some(limit) => matches!(tokio::time::timeout(limit, recycling).await, Ok(Ok(()))),
+                None => recycling.await.is_ok(),
+            },
         };
-        if recycled {
-            self.counters.recycled.fetch_add(1, Ordering::Relaxed);
-        } else {
+        if !recycled {
             self.counters.evicted.fetch_add(1, Ordering::Relaxed);
         }
         recycled
-    }
-
-    /// Runs when a guard is dropped: updates the slot and says whether to keep it.
-    pub(crate) fn on_return(&self, slot: &mut Slot<M>) -> bool {
-        let now = Instant::now();
-        slot.last_used = now;
-        let keep = self.keeps(slot, now);
-        if !keep {
-            slot.broken = true;
-            self.counters.evicted.fetch_add(1, Ordering::Relaxed);
-        }
-        self.counters.in_use.fetch_sub(1, Ordering::AcqRel);
-        if self.is_closing() {
-            self.returned.notify_waiters();
-        }
-        keep
     }
 
     /// Tears down every connection that registered a terminator; returns how many.
@@ -246,6 +252,30 @@ impl<M: Manager> Core<M> {
 
     pub(crate) fn max_size(&self) -> usize {
         self.config.max_size
+    }
+}
+
+impl<M: Manager> Slot<M> {
+    /// Runs when its guard is dropped: stamps the return time and says whether to keep the slot.
+    pub(crate) fn on_return(&mut self) -> bool {
+        // Field by field, so the core is borrowed while the connection is mutated: no `Arc` clone.
+        let core = &*self.core;
+        let now = Instant::now();
+        self.last_used = now;
+        let keep = !self.broken
+            && !core.is_closing()
+            && self.generation == core.generation.load(Ordering::Acquire)
+            && self.expires_at.is_none_or(|at| now < at)
+            && !core.manager.is_broken(&mut self.connection);
+        if !keep {
+            self.broken = true;
+            core.counters.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        core.counters.returned.0.fetch_add(1, Ordering::AcqRel);
+        if core.is_closing() {
+            core.returned.notify_waiters();
+        }
+        keep
     }
 }
 

@@ -339,8 +339,12 @@ impl<M: Manager> Pool<M> {
 
     fn hand_out(&self, mut held: Held<M>) -> PooledConnection<M> {
         let slot = held.slot_mut();
+        let counters = &self.shared.core.counters;
+        if slot.uses == 0 {
+            counters.fresh_handouts.fetch_add(1, Ordering::Relaxed);
+        }
         slot.uses += 1;
-        self.shared.core.counters.in_use.fetch_add(1, Ordering::AcqRel);
+        counters.handed_out.0.fetch_add(1, Ordering::AcqRel);
         PooledConnection::new(held)
     }
 
@@ -382,7 +386,7 @@ impl<M: Manager> Pool<M> {
         let core = &self.shared.core;
         let counters = &core.counters;
         let size = counters.size.load(Ordering::Acquire);
-        let in_use = counters.in_use.load(Ordering::Acquire);
+        let in_use = counters.in_use();
         let waiters = match &self.shared.backend {
             BackendPool::Deadpool(pool) => pool.status().waiting,
             #[cfg(feature = "bb8")]
@@ -395,7 +399,11 @@ impl<M: Manager> Pool<M> {
             in_use,
             waiters,
             created: counters.created.load(Ordering::Relaxed),
-            recycled: counters.recycled.load(Ordering::Relaxed),
+            recycled: counters
+                .handed_out
+                .0
+                .load(Ordering::Relaxed)
+                .saturating_sub(counters.fresh_handouts.load(Ordering::Relaxed)),
             validated: counters.validated.load(Ordering::Relaxed),
             evicted: counters.evicted.load(Ordering::Relaxed),
             timeouts: counters.timeouts.load(Ordering::Relaxed),
@@ -519,7 +527,7 @@ impl<M: Manager> Pool<M> {
         let all_back = async {
             loop {
                 let notified = core.returned.notified();
-                if core.counters.in_use.load(Ordering::Acquire) == 0 {
+                if core.counters.in_use() == 0 {
                     return;
                 }
                 notified.await;

@@ -23,7 +23,7 @@ pub struct PoolStatus {
     pub waiters: usize,
     /// Connections opened since the pool was built.
     pub created: u64,
-    /// Checkouts of an existing connection that passed the checkout checks.
+    /// Checkouts of a connection that had been handed out before (it passed the checkout checks).
     pub recycled: u64,
     /// Checkouts that spent a validation round trip (the connection was idle past the window).
     pub validated: u64,
