@@ -26,11 +26,13 @@ pub(crate) struct Decision {
 
 impl Params {
     /// The window `burst × T`: how far ahead of `now` the TAT may be after an admission.
+    #[inline]
     pub(crate) fn window_ns(self) -> u64 {
         self.burst.saturating_mul(self.emission_ns)
     }
 
     /// The cost in nanoseconds of `tokens` tokens.
+    #[inline]
     pub(crate) fn cost_ns(self, tokens: u64) -> u64 {
         tokens.saturating_mul(self.emission_ns)
     }
@@ -38,6 +40,7 @@ impl Params {
     /// GCRA with reservations: book `tokens` after the current TAT and say when they may start.
     ///
     /// `start_at <= now` means admitted at once; otherwise the tokens are usable at `start_at`.
+    #[inline]
     pub(crate) fn decide(self, tat: u64, now: u64, tokens: u64) -> Decision {
         let base = tat.max(now);
         let new_tat = base.saturating_add(self.cost_ns(tokens));
@@ -89,6 +92,8 @@ impl AtomicTat {
         Self { tat: AtomicU64::new(tat) }
     }
 
+    #[inline]
+
     pub(crate) fn load(&self) -> u64 {
         self.tat.load(Ordering::Acquire)
     }
@@ -97,6 +102,7 @@ impl AtomicTat {
     ///
     /// `Ok` means the TAT now includes the booking (start at `start_at`); `Err` means nothing changed and
     /// `start_at` is the earliest start the request would have had.
+    #[inline]
     pub(crate) fn book(
         &self,
         params: Params,

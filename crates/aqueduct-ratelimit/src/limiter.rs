@@ -863,6 +863,8 @@ impl Limiter {
         Ok(())
     }
 
+    #[inline]
+
     pub(crate) fn now_ns(&self) -> u64 {
         let since = Instant::now().saturating_duration_since(self.inner.origin);
         u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
@@ -872,9 +874,13 @@ impl Limiter {
         self.inner.origin + Duration::from_nanos(nanos)
     }
 
+    #[inline]
+
     fn empty_permit(&self, weight: u32) -> Permit<'_> {
         Permit { limiter: self, concurrency: None, weight }
     }
+
+    #[inline]
 
     fn check_weight<E>(&self, weight: u32) -> Result<(), Error<E>> {
         if let Some(rate) = &self.inner.rate {
@@ -948,6 +954,7 @@ impl fmt::Debug for Limiter {
 }
 
 impl RateState {
+    #[inline]
     fn params(&self) -> Params {
         Params {
             emission_ns: self.emission_ns.load(Ordering::Relaxed),
@@ -958,6 +965,7 @@ impl RateState {
 
 impl ConcurrencyState {
     /// Gives a permit back, retiring as many of its slots as a lowered limit still owes.
+    #[inline]
     fn release(&self, mut permit: SemaphorePermit<'_>) {
         if self.deficit.load(Ordering::Relaxed) == 0 {
             return;
@@ -1010,6 +1018,7 @@ impl Permit<'_> {
 }
 
 impl Drop for Permit<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let (Some(permit), Some(concurrency)) =
             (self.concurrency.take(), &self.limiter.inner.concurrency)

@@ -53,6 +53,7 @@ pub(crate) enum QueuePoll {
 
 impl RateQueue {
     /// `true` when nobody queues, read without the lock.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.queued.load(Ordering::SeqCst) == 0
     }
