@@ -93,7 +93,6 @@ impl AtomicTat {
     }
 
     #[inline]
-
     pub(crate) fn load(&self) -> u64 {
         self.tat.load(Ordering::Acquire)
     }

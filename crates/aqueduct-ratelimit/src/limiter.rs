@@ -864,7 +864,6 @@ impl Limiter {
     }
 
     #[inline]
-
     pub(crate) fn now_ns(&self) -> u64 {
         let since = Instant::now().saturating_duration_since(self.inner.origin);
         u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
@@ -875,13 +874,11 @@ impl Limiter {
     }
 
     #[inline]
-
     fn empty_permit(&self, weight: u32) -> Permit<'_> {
         Permit { limiter: self, concurrency: None, weight }
     }
 
     #[inline]
-
     fn check_weight<E>(&self, weight: u32) -> Result<(), Error<E>> {
         if let Some(rate) = &self.inner.rate {
             let burst = rate.burst.load(Ordering::Relaxed);
