@@ -216,62 +216,62 @@ where
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let policy: &RetryPolicy = (*this.policy).borrow();
+        // The phase is kept in a local and tested with plain branches (no jump table), in the order a loop
+        // moves through them, and written back only when the poll returns.
+        let mut phase = *this.phase;
         loop {
-            match *this.phase {
-                Phase::Start | Phase::Yielded => {
-                    *this.attempt_deadline = this.engine.begin_attempt(policy);
-                    this.attempt.set(Some((this.op)()));
-                    *this.phase = Phase::Attempting;
-                    if let Some(deadline) = this.attempt_deadline {
-                        arm(this.timer, deadline.at);
-                    }
+            if phase == Phase::Sleeping {
+                if poll_timer(this.timer, context).is_pending() {
+                    *this.phase = phase;
+                    return Poll::Pending;
                 }
-                Phase::Attempting => {
-                    let Some(attempt) = this.attempt.as_mut().as_pin_mut() else {
-                        unreachable_phase()
-                    };
-                    let failure = match attempt.poll(context) {
-                        Poll::Ready(Ok(value)) => {
-                            if this.hooks.accept.accept(&value) {
-                                this.attempt.set(None);
-                                *this.phase = Phase::Done;
-                                this.engine.succeeded(policy);
-                                return Poll::Ready(Ok(value));
-                            }
-                            None
+                phase = Phase::Start;
+            }
+            if phase == Phase::Start || phase == Phase::Yielded {
+                let deadline = this.engine.begin_attempt(policy);
+                *this.attempt_deadline = deadline;
+                this.attempt.set(Some((this.op)()));
+                phase = Phase::Attempting;
+                if let Some(deadline) = deadline {
+                    arm(this.timer, deadline.at);
+                }
+            }
+            let Some(attempt) = this.attempt.as_mut().as_pin_mut() else {
+                panic!("`Retry` polled after completion")
+            };
+            let failure = match attempt.poll(context) {
+                Poll::Ready(Ok(value)) => {
+                    if this.hooks.accept.accept(&value) {
+                        this.attempt.set(None);
+                        *this.phase = Phase::Done;
+                        this.engine.succeeded(policy);
+                        return Poll::Ready(Ok(value));
+                    }
+                    None
+                }
+                Poll::Ready(Err(error)) => Some(error.into()),
+                Poll::Pending => {
+                    match attempt_timed_out(*this.attempt_deadline, this.timer, context) {
+                        Some(error) => Some(error),
+                        None => {
+                            *this.phase = phase;
+                            return Poll::Pending;
                         }
-                        Poll::Ready(Err(error)) => Some(error.into()),
-                        Poll::Pending => {
-                            match attempt_timed_out(*this.attempt_deadline, this.timer, context) {
-                                Some(error) => Some(error),
-                                None => return Poll::Pending,
-                            }
-                        }
-                    };
-                    this.attempt.set(None);
-                    if let Some(error) = after_failure(
-                        policy,
-                        this.engine,
-                        this.hooks,
-                        this.timer,
-                        this.phase,
-                        failure,
-                    ) {
-                        return Poll::Ready(Err(error));
-                    }
-                    if *this.phase == Phase::Yielded {
-                        // A tokio sleep of zero still waits for the next timer tick (about 1 ms): yield instead.
-                        context.waker().wake_by_ref();
-                        return Poll::Pending;
                     }
                 }
-                Phase::Sleeping => {
-                    if poll_timer(this.timer, context).is_pending() {
-                        return Poll::Pending;
-                    }
-                    *this.phase = Phase::Start;
-                }
-                Phase::Done => panic!("`Retry` polled after completion"),
+            };
+            this.attempt.set(None);
+            if let Some(error) =
+                after_failure(policy, this.engine, this.hooks, this.timer, &mut phase, failure)
+            {
+                *this.phase = Phase::Done;
+                return Poll::Ready(Err(error));
+            }
+            if phase == Phase::Yielded {
+                // A tokio sleep of zero still waits for the next timer tick (about 1 ms): yield instead.
+                *this.phase = phase;
+                context.waker().wake_by_ref();
+                return Poll::Pending;
             }
         }
     }
