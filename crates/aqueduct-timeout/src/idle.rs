@@ -1,6 +1,5 @@
 //! The stream idle timeout: the stream fails when the consumer waits longer than `idle` for its next item.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -8,8 +7,9 @@ use std::time::Duration;
 use aqueduct_core::{Deadline, Elapsed};
 use futures_core::{FusedStream, Stream};
 use pin_project_lite::pin_project;
-use tokio::task::coop::unconstrained;
 use tokio::time::{Instant, Sleep, sleep_until};
+
+use crate::timer::poll_sleep;
 
 /// Ends `stream` with `Err(`[`Elapsed`]`)` when the consumer waits longer than `idle` for one item.
 ///
@@ -217,7 +217,7 @@ impl<S: Stream> Stream for IdleTimeout<S> {
             return Poll::Pending;
         };
         let at = sleep.deadline();
-        match Pin::new(&mut unconstrained(sleep)).poll(context) {
+        match poll_sleep(sleep, context) {
             Poll::Ready(()) => {
                 let waited = Instant::now().saturating_duration_since(wait.start);
                 this.stream.set(None);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aqueduct_core::{Deadline, Elapsed};
 use pin_project_lite::pin_project;
-use tokio::task::coop::unconstrained;
+use tokio::task::coop::{has_budget_remaining, unconstrained};
 use tokio::time::{Instant, Sleep, sleep_until};
 
 /// What the caller asked for: a duration counted from the first poll, or an absolute deadline.
@@ -87,9 +87,6 @@ impl Timer {
     }
 
     /// Called after the inner future returned `Pending` (in the same poll): arms the `Sleep` if needed and polls it.
-    ///
-    /// The `Sleep` is polled without the cooperative budget, so an inner future that spends the whole
-    /// budget cannot keep the deadline from being noticed (tokio#4314).
     pub(crate) fn poll_elapsed(
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
@@ -97,7 +94,7 @@ impl Timer {
         match self.as_mut().project() {
             TimerProjection::Armed { sleep, timeout, start, ambient } => {
                 let at = sleep.deadline();
-                match Pin::new(&mut unconstrained(sleep)).poll(context) {
+                match poll_sleep(sleep, context) {
                     Poll::Ready(()) => {
                         Poll::Ready(elapsed(*timeout, at, *start, Instant::now(), *ambient))
                     }
@@ -149,6 +146,17 @@ impl Timer {
             Self::Started { deadline, .. } => deadline.map(|deadline| deadline.at()),
             Self::Armed { sleep, .. } => Some(sleep.deadline()),
         }
+    }
+}
+
+/// Polls `sleep`, outside the cooperative budget when the budget is spent, so that an inner future that
+/// spends the whole budget cannot keep the deadline from being noticed (tokio#4314).
+#[inline]
+pub(crate) fn poll_sleep(sleep: Pin<&mut Sleep>, context: &mut Context<'_>) -> Poll<()> {
+    if has_budget_remaining() {
+        sleep.poll(context)
+    } else {
+        Pin::new(&mut unconstrained(sleep)).poll(context)
     }
 }
 

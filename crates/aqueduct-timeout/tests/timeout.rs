@@ -199,3 +199,22 @@ fn a_ready_future_completes_outside_a_runtime() {
     let output = futures::executor::block_on(timeout(MS, async { 9 }));
     assert_eq!(output, Ok(9));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_future_that_always_spends_the_cooperative_budget_still_times_out() {
+    // The inner future never sleeps: it spends tokio's whole budget on every poll, then yields (tokio#4314).
+    let busy = async {
+        loop {
+            tokio::task::coop::consume_budget().await;
+        }
+    };
+    // The runtime never idles, so paused time does not auto-advance: another task moves the clock.
+    let clock = tokio::spawn(async {
+        loop {
+            tokio::time::advance(MS).await;
+        }
+    });
+    let elapsed = timeout(10 * MS, busy).await.unwrap_err();
+    assert!(elapsed.waited() >= 10 * MS);
+    clock.abort();
+}
