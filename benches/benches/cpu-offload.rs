@@ -1,7 +1,9 @@
 //! Benchmarks of aqueduct-cpu-offload against rayon plus a oneshot, tokio's `spawn_blocking` and inline work.
 //!
 //! Workloads (one criterion group each):
-//! - `cpu-offload/dispatch`: 10 000 tiny jobs with 16 in flight; the time is dispatch cost.
+//! - `cpu-offload/dispatch`: 10 000 tiny jobs with 16 in flight; the time is dispatch cost. Also recorded: the
+//!   median ratio of back-to-back runs against each peer, and the CPU time per job of all the process's threads
+//!   (`cpu_ns_per_job`), which a noisy shared machine distorts far less than wall time.
 //! - `cpu-offload/speedup`: 32 CPU-heavy jobs (about 1 ms each); `inline` runs them serially on the runtime.
 //!   The speedup over serial (median of 7 timed runs, same process) is recorded as `speedup_vs_serial`.
 //! - `cpu-offload/timer lateness`: while four loops keep both cores saturated with 5 ms jobs, a 1 ms interval timer
@@ -173,6 +175,40 @@ where
     ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// CPU time consumed so far by every live thread of this process, in nanoseconds (Linux `schedstat`), or `None`.
+///
+/// Unlike wall time, this barely depends on how busy the rest of a shared machine is, so it measures dispatch cost
+/// itself: work done, plus spinning, plus the system calls of sleeping and waking threads.
+fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0_u64;
+    for thread in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = thread.ok()?.path().join("schedstat");
+        // A thread may exit between listing and reading: skip it.
+        if let Ok(stat) = std::fs::read_to_string(path) {
+            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
+}
+
+/// The CPU time per tiny job of several runs of a dispatch workload, recorded as `cpu_ns_per_job`.
+fn record_cpu_per_job<F: Future<Output = u64>>(
+    runtime: &Runtime,
+    contender: &str,
+    mut work: impl FnMut() -> F,
+) {
+    let runs: u32 = if benches::is_quick() { 3 } else { 10 };
+    black_box(runtime.block_on(work()));
+    let Some(before) = process_cpu_ns() else { return };
+    for _ in 0..runs {
+        black_box(runtime.block_on(work()));
+    }
+    let Some(after) = process_cpu_ns() else { return };
+    #[allow(clippy::cast_precision_loss)] // Nanosecond totals are far below 2^52.
+    let per_job = after.saturating_sub(before) as f64 / (f64::from(runs) * TINY_JOBS as f64);
+    benches::record_extra(CONCERN, "dispatch", contender, "cpu_ns_per_job", per_job);
+}
+
 fn dispatch(criterion: &mut Criterion) {
     let runtime = benches::multi_thread_runtime();
     let pool = aqueduct_pool();
@@ -200,6 +236,10 @@ fn dispatch(criterion: &mut Criterion) {
         "paired_ratio_to_spawn_blocking",
         to_blocking,
     );
+    record_cpu_per_job(&runtime, "aqueduct", || dispatch_aqueduct(&pool));
+    record_cpu_per_job(&runtime, "rayon-oneshot", || dispatch_rayon_oneshot(&rayon));
+    record_cpu_per_job(&runtime, "spawn_blocking", dispatch_spawn_blocking);
+    record_cpu_per_job(&runtime, "inline", dispatch_inline);
     let mut group = criterion.benchmark_group("cpu-offload/dispatch");
     group.bench_function("aqueduct", |bencher| {
         bencher.to_async(&runtime).iter(|| dispatch_aqueduct(&pool))
