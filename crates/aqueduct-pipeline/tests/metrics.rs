@@ -1,0 +1,92 @@
+//! Per-stage metrics: items in/out/failed, queue depth, and busy / idle / blocked-on-send time per worker.
+
+use std::time::Duration;
+
+use aqueduct_pipeline::{PipelineBuilder, StageOptions};
+
+#[tokio::test(start_paused = true)]
+async fn the_slow_stage_is_busy_and_the_stage_before_it_is_blocked_on_send() {
+    let pipeline = PipelineBuilder::<u64, ()>::from_items(0..200u64)
+        .capacity(4)
+        .stage(2, |item: u64| async move { Ok::<_, ()>(item) })
+        .stage(1, |item: u64| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok::<_, ()>(item)
+        })
+        .build()
+        .unwrap();
+    let handle = pipeline.handle();
+    let run = tokio::spawn(pipeline.run());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let live = handle.metrics();
+    assert_eq!(live.stages[1].queue_depth, 4, "the slow stage's queue is full");
+    assert_eq!(live.stages[1].queue_capacity, 4);
+    assert_eq!(live.stages[1].workers_alive, 1);
+    let metrics = run.await.unwrap().unwrap();
+    let fast = &metrics.stages[0];
+    let slow = &metrics.stages[1];
+    assert_eq!((fast.items_in, fast.items_out, fast.items_failed), (200, 200, 0));
+    assert_eq!((slow.items_in, slow.items_out), (200, 200));
+    assert_eq!(slow.busy(), Duration::from_millis(2_000), "200 items of 10 ms on paused time");
+    assert!(
+        fast.blocked_on_send() > fast.busy(),
+        "the fast stage mostly waits for the slow one: {fast:?}"
+    );
+    assert!(fast.blocked_on_send() >= Duration::from_millis(3_000), "{fast:?}");
+    assert!(
+        slow.idle() < Duration::from_millis(20),
+        "the slow stage never waits for input: {slow:?}"
+    );
+    for worker in &slow.per_worker {
+        assert_eq!(worker.lifetime(), worker.busy + worker.idle + worker.blocked_on_send);
+    }
+    assert!(metrics.source_blocked_on_send > Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_items_are_counted_per_stage() {
+    let options = StageOptions::new(2).skip(|_failure| {});
+    let metrics = PipelineBuilder::<u64, &str>::from_items(0..30u64)
+        .stage(2, |item: u64| async move { Ok::<_, &str>(item) })
+        .stage_with(options, |item: u64| async move {
+            if item % 3 == 0 { Err("three") } else { Ok(item) }
+        })
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(metrics.stages[0].items_failed, 0);
+    assert_eq!(metrics.stages[1].items_failed, 10);
+    assert_eq!(metrics.stages[1].items_out, 20);
+    assert_eq!(metrics.delivered, 20);
+    assert_eq!(metrics.failed(), 10);
+    assert_eq!(metrics.accounted(), 30);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_time_shows_a_starved_stage() {
+    let metrics = PipelineBuilder::<u64, ()>::from_stream(futures_util::stream::unfold(
+        0u64,
+        |item| async move {
+            if item == 10 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((item, item + 1))
+        },
+    ))
+    .stage(2, |item: u64| async move { Ok::<_, ()>(item) })
+    .build()
+    .unwrap()
+    .run()
+    .await
+    .unwrap();
+    let stage = &metrics.stages[0];
+    assert_eq!(stage.items_in, 10);
+    assert!(
+        stage.idle() >= Duration::from_millis(1_900),
+        "two workers waiting about a second each: {stage:?}"
+    );
+    assert_eq!(stage.busy(), Duration::ZERO);
+}
