@@ -73,6 +73,8 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     for concern in &concerns {
         let mut bench = command::cargo(&["bench", "-p", "benches", "--bench", concern]);
         bench.env("AQUEDUCT_BENCH_REPORT_DIR", &report_dir);
+        // Criterion writes where the report reader looks, whatever the bench's working directory.
+        bench.env("CRITERION_HOME", target_dir.join("criterion"));
         if options.quick {
             bench.env("AQUEDUCT_BENCH_QUICK", "1");
         }
