@@ -23,8 +23,9 @@ pub(crate) enum Limit {
 pin_project! {
     /// The state of one timeout's timer.
     ///
-    /// The states only move forward: `Unstarted` on construction, `Started` on the first poll,
-    /// `Armed` when the inner future first returns `Pending` and a deadline is in force.
+    /// The states only move forward: `Unstarted` on construction; `Started` on the first poll for a
+    /// duration, on the first `Pending` for an absolute deadline; `Armed` when the inner future first
+    /// returns `Pending` and a deadline is in force.
     #[project = TimerProjection]
     #[derive(Debug)]
     pub(crate) enum Timer {
