@@ -159,7 +159,8 @@ pub struct Submit<T, O, E> {
     state: SubmitState<T, O, E>,
 }
 
-type BatchCall<T, O, E> = dyn Fn(Vec<T>) -> BoxFuture<'static, Outcome<O, E>> + Send + Sync;
+type BatchCall<T, O, E> = dyn Fn(Vec<T>) -> BoxFuture<'static, Collected<O, E>> + Send + Sync;
+type Collected<O, E> = Outcome<Vec<Result<O, Error<E>>>, E>;
 type Reply<O, E> = oneshot::Sender<Result<O, Error<E>>>;
 type AcquireRoom = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
 
@@ -291,7 +292,7 @@ where
         R: BatchOutputs<E, Output = O> + 'static,
         X: Into<Error<E>> + 'static,
     {
-        let call = move |items: Vec<T>| -> BoxFuture<'static, Outcome<O, E>> {
+        let call = move |items: Vec<T>| -> BoxFuture<'static, Collected<O, E>> {
             let expected = items.len();
             match start(&f, items) {
                 Ok(future) => Box::pin(finish(future, expected)),
@@ -1005,7 +1006,7 @@ where
     /// Sends each caller its result.
     fn fan_out(
         &self,
-        outcome: Outcome<O, E>,
+        outcome: Collected<O, E>,
         replies: Vec<Reply<O, E>>,
         targets: Option<Vec<usize>>,
     ) {

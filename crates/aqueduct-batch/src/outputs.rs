@@ -99,10 +99,10 @@ where
     }
 }
 
-/// The outcome of one batch call, normalised.
-pub(crate) enum Outcome<O, E> {
-    /// One result per input item, in input order.
-    Items(Vec<Result<O, Error<E>>>),
+/// The outcome of one batch call, normalised; `P` is the outputs, raw or collected into per-item results.
+pub(crate) enum Outcome<P, E> {
+    /// One output (or per-item result) per input item, in input order; the count was checked.
+    Items(P),
     /// The whole batch failed (an `Err` from the batch function or a panic); every item gets this error.
     Failed(Error<E>),
     /// The batch function returned the wrong number of outputs.
@@ -113,7 +113,7 @@ pub(crate) enum Outcome<O, E> {
 pub(crate) async fn invoke<T, Fut, R, X, E>(
     call: impl FnOnce(Vec<T>) -> Fut,
     items: Vec<T>,
-) -> Outcome<R::Output, E>
+) -> Outcome<R, E>
 where
     Fut: Future<Output = Result<R, X>>,
     R: BatchOutputs<E>,
@@ -121,7 +121,7 @@ where
 {
     let expected = items.len();
     match start(call, items) {
-        Ok(future) => finish(future, expected).await,
+        Ok(future) => finish_raw(future, expected).await,
         Err(error) => Outcome::Failed(error),
     }
 }
@@ -135,8 +135,25 @@ pub(crate) fn start<T, Fut, E>(
         .map_err(|payload| Error::from_panic(None, payload))
 }
 
+/// Awaits a batch future, catching panics, checks the output count, and collects per-item results.
+pub(crate) async fn finish<Fut, R, X, E>(
+    future: Fut,
+    expected: usize,
+) -> Outcome<Vec<Result<R::Output, Error<E>>>, E>
+where
+    Fut: Future<Output = Result<R, X>>,
+    R: BatchOutputs<E>,
+    X: Into<Error<E>>,
+{
+    match finish_raw(future, expected).await {
+        Outcome::Items(outputs) => Outcome::Items(outputs.into_results().collect()),
+        Outcome::Failed(error) => Outcome::Failed(error),
+        Outcome::Violation(message) => Outcome::Violation(message),
+    }
+}
+
 /// Awaits a batch future, catching panics, and checks that it returned `expected` outputs.
-pub(crate) async fn finish<Fut, R, X, E>(future: Fut, expected: usize) -> Outcome<R::Output, E>
+pub(crate) async fn finish_raw<Fut, R, X, E>(future: Fut, expected: usize) -> Outcome<R, E>
 where
     Fut: Future<Output = Result<R, X>>,
     R: BatchOutputs<E>,
@@ -148,7 +165,7 @@ where
         Ok(Ok(outputs)) => {
             let returned = outputs.len();
             if returned == expected {
-                Outcome::Items(outputs.into_results().collect())
+                Outcome::Items(outputs)
             } else {
                 Outcome::Violation(violation_message(expected, returned))
             }

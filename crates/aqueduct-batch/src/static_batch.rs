@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 
 use aqueduct_core::Error;
-use futures::{FutureExt as _, StreamExt as _, stream};
+use futures::{StreamExt as _, stream};
 
 use crate::config::ConfigError;
 use crate::outputs::{BatchOutputs, Outcome, broadcast, broadcast_violation, invoke};
@@ -91,8 +91,8 @@ pub enum OnFailure {
     /// A failed batch fails its own items; the other batches go on (the default).
     #[default]
     FailBatch,
-    /// The first batch with a failed item stops the run: batches in flight are dropped, no new batch starts,
-    /// and every item fails, all-or-nothing. The failed items of that batch keep their errors; every other item,
+    /// The first batch with a failed item, in input order, stops the run: batches in flight are dropped, no new
+    /// batch starts, and every item fails, all-or-nothing. The failed items of that batch keep their errors; every other item,
     /// including those whose batch had succeeded, is reported as `Error::Cancelled`.
     FailAll,
     /// A batch that fails as a whole (an `Err` or a panic, not per-item errors or a contract violation) is split
@@ -266,10 +266,10 @@ impl<T> Batch<T> {
         let call = Mutex::new(f);
         let mut items = items.into_iter();
         let (lower_bound, _) = items.size_hint();
-        let mut slots: Vec<Option<ItemResults<R::Output, E>>> =
-            Vec::with_capacity(lower_bound.div_ceil(size));
+        let mut flat: ItemResults<R::Output, E> = Vec::with_capacity(lower_bound);
         let mut pulled = 0usize;
-        let mut stopped: Option<(usize, ItemResults<R::Output, E>)> = None;
+        // Under fail-all: the input range of the first failed batch.
+        let mut failed_range: Option<(usize, usize)> = None;
         {
             let pulled = &mut pulled;
             let items = &mut items;
@@ -284,37 +284,31 @@ impl<T> Batch<T> {
                 }
             });
             let call = &call;
-            let mut running = stream::iter(chunks.enumerate())
-                .map(|(index, (offset, chunk))| {
-                    run_chunk(call, offset, chunk, failure).map(move |done| (index, done))
-                })
-                .buffer_unordered(self.concurrency);
-            while let Some((index, (offset, results))) = running.next().await {
-                if matches!(failure, Failure::FailAll) && results.iter().any(Result::is_err) {
-                    stopped = Some((offset, results));
+            // Ordered, like the hand-written `buffered(k)`: each batch's results go straight into place.
+            let mut running = stream::iter(chunks)
+                .map(|(offset, chunk)| run_chunk(call, offset, chunk, failure))
+                .buffered(self.concurrency);
+            while let Some((offset, done)) = running.next().await {
+                let start = flat.len();
+                done.append_to(&mut flat, offset);
+                if matches!(failure, Failure::FailAll) && flat[start..].iter().any(Result::is_err) {
+                    failed_range = Some((start, flat.len()));
                     break;
                 }
-                if slots.len() <= index {
-                    slots.resize_with(index + 1, || None);
-                }
-                slots[index] = Some(results);
             }
         }
-        match stopped {
-            None => {
-                let mut flat = Vec::with_capacity(pulled);
-                for results in slots.into_iter().flatten() {
-                    flat.extend(results);
+        if let Some((start, end)) = failed_range {
+            // All-or-nothing: the failing batch keeps its errors, everything else is cancelled.
+            let total = pulled + items.count();
+            for (index, result) in flat.iter_mut().enumerate() {
+                if index < start || (index < end && result.is_ok()) {
+                    *result = Err(Error::Cancelled);
                 }
-                flat
             }
-            Some((failed_offset, failed_results)) => {
-                // All-or-nothing: the failing batch keeps its errors, everything else is cancelled.
-                drop(slots);
-                let total = pulled + items.count();
-                fail_all(total, failed_offset, failed_results)
-            }
+            let filled = flat.len();
+            flat.extend((filled..total).map(|_| Err(Error::Cancelled)));
         }
+        flat
     }
 }
 
@@ -466,13 +460,35 @@ impl<T> Copy for Failure<T> {}
 
 // ===== the run =====
 
-/// Runs one batch (and, under bisection, its halves one after the other), returning its offset and results.
+/// What one batch produced: the raw outcome of a single call, or the results gathered by bisection.
+enum Done<R: BatchOutputs<E>, E> {
+    Single(Outcome<R, E>, usize),
+    Bisected(ItemResults<R::Output, E>),
+}
+
+impl<R: BatchOutputs<E>, E: Clone> Done<R, E> {
+    /// Appends one result per item of the batch starting at input index `offset`.
+    fn append_to(self, flat: &mut ItemResults<R::Output, E>, offset: usize) {
+        match self {
+            Self::Single(Outcome::Items(outputs), _) => flat.extend(outputs.into_results()),
+            Self::Single(Outcome::Failed(error), count) => {
+                broadcast(flat, with_panic_index(error, count, offset), count)
+            }
+            Self::Single(Outcome::Violation(message), count) => {
+                broadcast_violation(flat, &message, count)
+            }
+            Self::Bisected(results) => flat.extend(results),
+        }
+    }
+}
+
+/// Runs one batch (and, under bisection, its halves one after the other), returning its offset and outcome.
 async fn run_chunk<T, F, Fut, R, X, E>(
     call: &Mutex<F>,
     offset: usize,
     items: Vec<T>,
     failure: Failure<T>,
-) -> (usize, Vec<Result<R::Output, Error<E>>>)
+) -> (usize, Done<R, E>)
 where
     F: FnMut(Vec<T>) -> Fut,
     Fut: Future<Output = Result<R, X>>,
@@ -482,20 +498,7 @@ where
 {
     let Failure::Bisect(clone_item) = failure else {
         let count = items.len();
-        let results = match call_once(call, items).await {
-            Outcome::Items(results) => results,
-            Outcome::Failed(error) => {
-                let mut results = Vec::with_capacity(count);
-                broadcast(&mut results, with_panic_index(error, count, offset), count);
-                results
-            }
-            Outcome::Violation(message) => {
-                let mut results = Vec::with_capacity(count);
-                broadcast_violation(&mut results, &message, count);
-                results
-            }
-        };
-        return (offset, results);
+        return (offset, Done::Single(call_once(call, items).await, count));
     };
     let mut results = Vec::with_capacity(items.len());
     // Depth first, left half first, so results come out in input order.
@@ -503,26 +506,20 @@ where
     while let Some((segment_offset, segment)) = segments.pop() {
         let count = segment.len();
         let backup: Option<Vec<T>> = (count > 1).then(|| segment.iter().map(clone_item).collect());
-        match call_once(call, segment).await {
-            Outcome::Items(items) => results.extend(items),
-            Outcome::Violation(message) => broadcast_violation(&mut results, &message, count),
-            Outcome::Failed(error) => match backup {
-                Some(mut left) => {
-                    let right = left.split_off(count / 2);
-                    segments.push((segment_offset + count / 2, right));
-                    segments.push((segment_offset, left));
-                }
-                None => {
-                    broadcast(&mut results, with_panic_index(error, count, segment_offset), count)
-                }
-            },
+        match (call_once(call, segment).await, backup) {
+            (Outcome::Failed(_), Some(mut left)) => {
+                let right = left.split_off(count / 2);
+                segments.push((segment_offset + count / 2, right));
+                segments.push((segment_offset, left));
+            }
+            (outcome, _) => Done::Single(outcome, count).append_to(&mut results, segment_offset),
         }
     }
-    (offset, results)
+    (offset, Done::Bisected(results))
 }
 
 /// Calls the user's function once, holding its lock only while the call builds the future.
-async fn call_once<T, F, Fut, R, X, E>(call: &Mutex<F>, items: Vec<T>) -> Outcome<R::Output, E>
+async fn call_once<T, F, Fut, R, X, E>(call: &Mutex<F>, items: Vec<T>) -> Outcome<R, E>
 where
     F: FnMut(Vec<T>) -> Fut,
     Fut: Future<Output = Result<R, X>>,
@@ -547,21 +544,4 @@ fn with_panic_index<E>(error: Error<E>, count: usize, offset: usize) -> Error<E>
         }
         other => other,
     }
-}
-
-/// Builds the all-or-nothing result: the failing batch keeps its errors, every other item is cancelled.
-fn fail_all<O, E>(
-    total: usize,
-    failed_offset: usize,
-    failed_results: Vec<Result<O, Error<E>>>,
-) -> Vec<Result<O, Error<E>>> {
-    let mut flat: Vec<Result<O, Error<E>>> = Vec::with_capacity(total);
-    flat.extend((0..failed_offset).map(|_| Err(Error::Cancelled)));
-    flat.extend(failed_results.into_iter().map(|result| match result {
-        Ok(_) => Err(Error::Cancelled),
-        Err(error) => Err(error),
-    }));
-    let filled = flat.len();
-    flat.extend((filled..total).map(|_| Err(Error::Cancelled)));
-    flat
 }
