@@ -90,6 +90,7 @@ where
 /// # }
 /// ```
 #[derive(Debug)]
+#[must_use = "a detached outcome may hold the handle of work that is still running"]
 pub enum DetachOutcome<T> {
     /// The work finished before the deadline; it was never spawned.
     Completed(T),

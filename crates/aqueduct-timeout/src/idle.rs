@@ -1,10 +1,11 @@
 //! The stream idle timeout: the stream fails when the consumer waits longer than `idle` for its next item.
 
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use aqueduct_core::{Deadline, Elapsed};
+use aqueduct_core::{Deadline, Elapsed, Error};
 use futures_core::{FusedStream, Stream};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
@@ -62,6 +63,52 @@ pub fn idle_timeout<S: Stream>(idle: Duration, stream: S) -> IdleTimeout<S> {
     IdleTimeout { stream: Some(stream), idle, sleep: None, wait: None }
 }
 
+/// Ends a fallible `stream` with [`Error::Elapsed`] when the consumer waits longer than `idle` for one
+/// item, flattening every item into `Result<T, Error<E>>`.
+///
+/// The flattening form of [`idle_timeout`], for streams of `Result<T, X>` with `X: Into<Error<E>>`: the
+/// stream's own errors pass as they convert (a plain `E` becomes [`Error::Operation`], an `Error<E>` stays
+/// as it is) and the stream goes on after them; a timeout yields one `Err(Error::Elapsed { .. })` and ends
+/// the stream. The rules of [`idle_timeout`] apply.
+///
+/// # Cancellation
+///
+/// Dropping the returned stream drops the inner stream and the timer.
+///
+/// # Errors
+///
+/// The stream's own errors, converted; one [`Error::Elapsed`] when a wait passed `idle` or the ambient deadline.
+///
+/// # Panics
+///
+/// As [`idle_timeout`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use aqueduct_timeout::{try_idle_timeout, Error};
+/// use futures::StreamExt;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let lines = futures::stream::iter([Ok("a"), Err(std::io::Error::other("bad line"))])
+///     .chain(futures::stream::pending());
+/// let items: Vec<Result<&str, Error<std::io::Error>>> =
+///     try_idle_timeout(Duration::from_secs(5), lines).collect().await;
+/// assert_eq!(items.len(), 3);
+/// assert!(items[1].as_ref().unwrap_err().operation().is_some());
+/// assert!(items[2].as_ref().unwrap_err().is_elapsed());
+/// # }
+/// ```
+pub fn try_idle_timeout<S, T, X, E>(idle: Duration, stream: S) -> TryIdleTimeout<S, E>
+where
+    S: Stream<Item = Result<T, X>>,
+    X: Into<Error<E>>,
+{
+    TryIdleTimeout { inner: idle_timeout(idle, stream), error: PhantomData }
+}
+
 /// The idle timeout as a method on every stream.
 ///
 /// # Examples
@@ -108,6 +155,78 @@ pub trait IdleTimeoutExt: Stream + Sized {
 }
 
 impl<S: Stream> IdleTimeoutExt for S {}
+
+pin_project! {
+    /// The stream returned by [`try_idle_timeout`]: items as `Result<T, Error<E>>`, ended by at most one [`Error::Elapsed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aqueduct_timeout::{try_idle_timeout, TryIdleTimeout};
+    ///
+    /// type Lines = futures::stream::Iter<std::vec::IntoIter<Result<u8, std::io::Error>>>;
+    /// let stored: TryIdleTimeout<Lines, std::io::Error> = try_idle_timeout(Duration::from_secs(1), futures::stream::iter(vec![Ok(1)]));
+    /// assert_eq!(stored.idle(), Duration::from_secs(1));
+    /// ```
+    #[derive(Debug)]
+    #[must_use = "streams do nothing unless polled"]
+    pub struct TryIdleTimeout<S, E> {
+        #[pin]
+        inner: IdleTimeout<S>,
+        // `fn() -> E` keeps the auto traits independent of `E`: no `E` is stored.
+        error: PhantomData<fn() -> E>,
+    }
+}
+
+impl<S, E> TryIdleTimeout<S, E> {
+    /// The longest wait allowed for one item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aqueduct_timeout::{try_idle_timeout, TryIdleTimeout};
+    ///
+    /// let stream: TryIdleTimeout<_, ()> = try_idle_timeout(Duration::from_secs(2), futures::stream::empty::<Result<u8, ()>>());
+    /// assert_eq!(stream.idle(), Duration::from_secs(2));
+    /// ```
+    pub fn idle(&self) -> Duration {
+        self.inner.idle()
+    }
+}
+
+impl<S, T, X, E> Stream for TryIdleTimeout<S, E>
+where
+    S: Stream<Item = Result<T, X>>,
+    X: Into<Error<E>>,
+{
+    type Item = Result<T, Error<E>>;
+
+    fn poll_next(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.project().inner.poll_next(context) {
+            Poll::Ready(Some(Ok(Ok(item)))) => Poll::Ready(Some(Ok(item))),
+            Poll::Ready(Some(Ok(Err(error)))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(Some(Err(elapsed))) => Poll::Ready(Some(Err(Error::elapsed(elapsed)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<S, T, X, E> FusedStream for TryIdleTimeout<S, E>
+where
+    S: Stream<Item = Result<T, X>>,
+    X: Into<Error<E>>,
+{
+    fn is_terminated(&self) -> bool {
+        self.inner.is_terminated()
+    }
+}
 
 pin_project! {
     /// The stream returned by [`idle_timeout`]: items as `Ok`, then at most one `Err(Elapsed)`.

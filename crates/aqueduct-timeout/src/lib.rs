@@ -15,7 +15,9 @@ pub use aqueduct_core::{
 
 pub use crate::detach::{DetachOutcome, TimeoutOrDetach, timeout_or_detach};
 pub use crate::ext::TimeoutExt;
-pub use crate::idle::{IdleTimeout, IdleTimeoutExt, idle_timeout};
+pub use crate::idle::{
+    IdleTimeout, IdleTimeoutExt, TryIdleTimeout, idle_timeout, try_idle_timeout,
+};
 pub use crate::timeout::{
     Timeout, TimeoutOr, TimeoutOrDefault, TimeoutOrElse, timeout, timeout_at, timeout_or,
     timeout_or_default, timeout_or_else,

@@ -113,3 +113,50 @@ async fn size_hint_counts_the_possible_error() {
     assert_eq!(stream.size_hint(), (3, Some(4)));
     assert_eq!(stream.idle(), MS);
 }
+
+#[derive(Debug, PartialEq, Eq)]
+struct BadLine;
+
+#[tokio::test(start_paused = true)]
+async fn try_idle_timeout_passes_stream_errors_and_ends_with_error_elapsed() {
+    use aqueduct_timeout::{Error, try_idle_timeout};
+
+    let lines =
+        futures::stream::iter([Ok(1), Err(BadLine), Ok(2)]).chain(futures::stream::pending());
+    let mut stream = std::pin::pin!(try_idle_timeout::<_, _, _, BadLine>(20 * MS, lines));
+    assert_eq!(stream.next().await.expect("an item").ok(), Some(1));
+    // The stream's own error passes, and the stream goes on after it.
+    assert_eq!(stream.next().await.expect("an item").unwrap_err().into_operation(), Some(BadLine));
+    assert_eq!(stream.next().await.expect("an item").ok(), Some(2));
+    let start = Instant::now();
+    let error = stream.next().await.expect("an item").unwrap_err();
+    assert!(error.is_elapsed());
+    assert_eq!(start.elapsed(), 20 * MS);
+    assert!(stream.is_terminated());
+    assert!(stream.next().await.is_none());
+
+    // Items that already carry `Error<E>` are not nested.
+    let wrapped = futures::stream::iter([Err::<u8, Error<BadLine>>(Error::Operation(BadLine))]);
+    let items: Vec<Result<u8, Error<BadLine>>> = try_idle_timeout(20 * MS, wrapped).collect().await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        items.into_iter().next().expect("one item").unwrap_err().into_operation(),
+        Some(BadLine)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_idle_timeout_drops_its_stream_at_the_timeout() {
+    use aqueduct_timeout::{Error, try_idle_timeout};
+
+    let drops = DropCounter::new();
+    let guard = drops.guard();
+    let inner = futures::stream::unfold(guard, |guard| async move {
+        std::future::pending::<()>().await;
+        Some((Ok::<u8, BadLine>(1), guard))
+    });
+    let mut stream = std::pin::pin!(try_idle_timeout(10 * MS, inner));
+    let item: Result<u8, Error<BadLine>> = stream.next().await.expect("an item");
+    assert!(item.unwrap_err().is_elapsed());
+    assert_eq!(drops.dropped(), 1);
+}

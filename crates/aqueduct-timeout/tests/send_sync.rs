@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use aqueduct_timeout::{
     DetachOutcome, Elapsed, Error, IdleTimeout, Timeout, TimeoutOr, TimeoutOrDefault,
-    TimeoutOrDetach, TimeoutOrElse, TryTimeout,
+    TimeoutOrDetach, TimeoutOrElse, TryIdleTimeout, TryTimeout,
 };
 
 fn assert_send_sync<T: Send + Sync>() {}
@@ -27,6 +27,9 @@ fn futures_and_streams_are_send_and_sync_when_their_contents_are() {
 fn try_timeout_does_not_inherit_the_auto_traits_of_its_error_type() {
     // No `E` is stored, so an `E` that is neither `Send` nor `Sync` does not matter.
     assert_send_sync::<TryTimeout<Ready<Result<u8, ()>>, Rc<u8>>>();
+    assert_send_sync::<
+        TryIdleTimeout<futures::stream::Iter<std::vec::IntoIter<Result<u8, ()>>>, Rc<u8>>,
+    >();
 }
 
 #[tokio::test(start_paused = true)]
