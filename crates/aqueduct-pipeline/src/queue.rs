@@ -51,30 +51,6 @@ impl<T> Clone for Outlet<T> {
     }
 }
 
-/// Awaits `future`, adding to `waited_nanos` the time from its first `Pending` to its completion; a future
-/// that is ready at once costs no clock read.
-pub(crate) async fn timed<F: std::future::Future>(
-    future: F,
-    waited_nanos: &AtomicU64,
-) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut waiting_since: Option<Instant> = None;
-    let output = std::future::poll_fn(|context| match future.as_mut().poll(context) {
-        std::task::Poll::Ready(output) => std::task::Poll::Ready(output),
-        std::task::Poll::Pending => {
-            if waiting_since.is_none() {
-                waiting_since = Some(Instant::now());
-            }
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    if let Some(since) = waiting_since {
-        bump(waited_nanos, nanos(since.elapsed()));
-    }
-    output
-}
-
 /// What became of a send.
 pub(crate) enum Sent {
     /// Handed over (or, for a discarding outlet, dropped as delivered).
@@ -84,71 +60,83 @@ pub(crate) enum Sent {
 }
 
 impl<T: Send + 'static> Outlet<T> {
-    /// Hands `envelope` over, waiting for room; the time spent waiting is added to `blocked_nanos`.
+    /// Hands `envelope` over if there is room now: `Ok` with what became of it, or `Err` with the envelope
+    /// when the queue is full and the caller must wait with [`send_waiting`](Self::send_waiting).
     ///
-    /// Into a stage queue the send is never abandoned (see the module docs): it is kanal's own send future,
-    /// one lock per item when there is room. Into the output, the fast path is a synchronous `try_reserve`;
-    /// the wait for room races `cancel`, with reserve-then-commit: the item stays here until a slot is reserved.
+    /// Synchronous on purpose: the hot path builds no future at all (a future of the size of kanal's send
+    /// future, built and moved on every item, cost more than the send itself in the benchmark).
     #[inline]
+    pub(crate) fn try_send(&self, envelope: Envelope<T>) -> Result<Sent, Envelope<T>> {
+        match self {
+            Self::Queue(sender) => {
+                let mut slot = Some(envelope);
+                match sender.try_send_option(&mut slot) {
+                    Ok(true) => Ok(Sent::Delivered),
+                    Ok(false) => slot.map_or(Ok(Sent::Delivered), Err),
+                    Err(_) => Ok(Sent::Unprocessed),
+                }
+            }
+            Self::Output(sender) => match sender.try_reserve() {
+                Ok(permit) => {
+                    permit.send(envelope);
+                    Ok(Sent::Delivered)
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => Ok(Sent::Unprocessed),
+                Err(mpsc::error::TrySendError::Full(())) => Err(envelope),
+            },
+            Self::Discard => Ok(Sent::Delivered),
+        }
+    }
+
+    /// [`try_send`](Self::try_send), then, when the queue is full, [`send_waiting`](Self::send_waiting) on the heap.
     pub(crate) async fn send(
         &self,
         envelope: Envelope<T>,
         cancel: &Signal,
         blocked_nanos: &AtomicU64,
     ) -> Sent {
-        match self {
-            Self::Queue(sender) => {
-                if timed(sender.send(envelope), blocked_nanos).await.is_ok() {
-                    Sent::Delivered
-                } else {
-                    Sent::Unprocessed
-                }
-            }
-            Self::Output(sender) => match sender.try_reserve() {
-                Ok(permit) => {
-                    permit.send(envelope);
-                    Sent::Delivered
-                }
-                Err(mpsc::error::TrySendError::Closed(())) => Sent::Unprocessed,
-                Err(mpsc::error::TrySendError::Full(())) => {
-                    Box::pin(self.send_waiting(envelope, cancel, blocked_nanos)).await
-                }
-            },
-            Self::Discard => Sent::Delivered,
+        match self.try_send(envelope) {
+            Ok(sent) => sent,
+            Err(envelope) => Box::pin(self.send_waiting(envelope, cancel, blocked_nanos)).await,
         }
     }
 
-    /// Waits for room in the output and sends `envelope`; the time spent waiting is added to `blocked_nanos`.
-    async fn send_waiting(
+    /// Waits for room and sends `envelope`; the time spent waiting is added to `blocked_nanos`.
+    ///
+    /// Into a stage queue the send is never abandoned (see the module docs). Into the output, the wait for
+    /// room races `cancel`, with reserve-then-commit: the item stays here until a slot is reserved.
+    pub(crate) async fn send_waiting(
         &self,
         envelope: Envelope<T>,
         cancel: &Signal,
         blocked_nanos: &AtomicU64,
     ) -> Sent {
-        let Self::Output(sender) = self else { return self.send_other(envelope) };
         let started = Instant::now();
-        let permit = tokio::select! {
-            biased;
-            () = cancel.cancelled() => None,
-            permit = sender.reserve() => permit.ok(),
+        let sent = match self {
+            Self::Queue(sender) => {
+                if sender.send(envelope).await.is_ok() {
+                    Sent::Delivered
+                } else {
+                    Sent::Unprocessed
+                }
+            }
+            Self::Output(sender) => {
+                let permit = tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => None,
+                    permit = sender.reserve() => permit.ok(),
+                };
+                match permit {
+                    Some(permit) => {
+                        permit.send(envelope);
+                        Sent::Delivered
+                    }
+                    None => Sent::Unprocessed,
+                }
+            }
+            Self::Discard => Sent::Delivered,
         };
         bump(blocked_nanos, nanos(started.elapsed()));
-        match permit {
-            Some(permit) => {
-                permit.send(envelope);
-                Sent::Delivered
-            }
-            None => Sent::Unprocessed,
-        }
-    }
-
-    fn send_other(&self, envelope: Envelope<T>) -> Sent {
-        match self {
-            Self::Queue(sender) => match sender.try_send(envelope) {
-                Ok(true) => Sent::Delivered,
-                _ => Sent::Unprocessed,
-            },
-            Self::Output(_) | Self::Discard => Sent::Delivered,
-        }
+        sent
     }
 }

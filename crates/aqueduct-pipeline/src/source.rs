@@ -54,10 +54,17 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
     async fn emit(&self, index: u64, item: T) -> bool {
         bump(&self.control.source.produced, 1);
         let envelope = Envelope { index, item: Some(item) };
-        let sent = self
-            .outlet
-            .send(envelope, &self.control.cancel, &self.control.source.blocked_nanos)
-            .await;
+        let sent = match self.outlet.try_send(envelope) {
+            Ok(sent) => sent,
+            Err(envelope) => {
+                let waiting = self.outlet.send_waiting(
+                    envelope,
+                    &self.control.cancel,
+                    &self.control.source.blocked_nanos,
+                );
+                Box::pin(waiting).await
+            }
+        };
         match sent {
             Sent::Delivered => true,
             Sent::Unprocessed => {

@@ -2,8 +2,10 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use aqueduct_core::Error;
 use futures_util::FutureExt;
@@ -11,9 +13,9 @@ use tokio::time::Instant;
 
 use crate::DeadLetter;
 use crate::config::{Failure, FailurePolicy, RetryDecider};
-use crate::control::{Control, ErrorSlot};
+use crate::control::{Control, ErrorSlot, Signal};
 use crate::metrics::{StageState, WorkerCounters, bump, nanos};
-use crate::queue::{Envelope, Outlet, QueueReceiver, Sent, timed};
+use crate::queue::{Envelope, Outlet, QueueReceiver, Sent};
 
 /// The parts of a stage's configuration the workers need at run time.
 pub(crate) struct StagePolicy<I, E> {
@@ -84,8 +86,13 @@ where
         loop {
             // Hot path: nothing but synchronous calls and the stage function's own future; every slow path
             // (waiting for input or room, retries, failures) is boxed so its large future is built only when needed.
-            let Ok(envelope) = timed(self.input.recv(), &self.counters.idle_nanos).await else {
-                break;
+            let envelope = match self.input.try_recv() {
+                Ok(Some(envelope)) => envelope,
+                Ok(None) => match Box::pin(self.receive_waiting()).await {
+                    Some(envelope) => envelope,
+                    None => break,
+                },
+                Err(_) => break,
             };
             let Envelope { index, item } = envelope;
             let Some(item) = item else {
@@ -99,14 +106,7 @@ where
                 continue;
             }
             let outcome = if self.policy.retry.is_none() && self.policy.clone_item.is_none() {
-                let function = &*self.function;
-                let call = AssertUnwindSafe(async move { function(item).await }).catch_unwind();
-                let cancel = &self.control.cancel;
-                let result = tokio::select! {
-                    biased;
-                    result = call => Some(result),
-                    () = cancel.cancelled() => None,
-                };
+                let result = call_racing_cancel(&*self.function, item, &self.control.cancel).await;
                 match result {
                     Some(Ok(Ok(output))) => Outcome::Done(output),
                     Some(Ok(Err(error))) => Outcome::Failed { error: error.into(), item: None },
@@ -129,10 +129,17 @@ where
                         continue;
                     }
                     let envelope = Envelope { index, item: Some(output) };
-                    let sent = self
-                        .outlet
-                        .send(envelope, &self.control.cancel, &self.counters.blocked_nanos)
-                        .await;
+                    let sent = match self.outlet.try_send(envelope) {
+                        Ok(sent) => sent,
+                        Err(envelope) => {
+                            let waiting = self.outlet.send_waiting(
+                                envelope,
+                                &self.control.cancel,
+                                &self.counters.blocked_nanos,
+                            );
+                            Box::pin(waiting).await
+                        }
+                    };
                     match sent {
                         Sent::Delivered => bump(&self.counters.items_out, 1),
                         Sent::Unprocessed => bump(&self.counters.unprocessed, 1),
@@ -146,6 +153,14 @@ where
                 Outcome::Cancelled => bump(&self.counters.unprocessed, 1),
             }
         }
+    }
+
+    /// Waits for the next input item, counting the wait as idle time; `None` once upstream has closed.
+    async fn receive_waiting(&self) -> Option<Envelope<I>> {
+        let started = Instant::now();
+        let received = self.input.recv().await;
+        bump(&self.counters.idle_nanos, nanos(started.elapsed()));
+        received.ok()
     }
 
     async fn send_gap(&self, index: u64) {
@@ -252,4 +267,37 @@ where
                 .fail(Error::from_panic(usize::try_from(index).ok(), payload), &self.control);
         }
     }
+}
+
+/// The outcome of one call of a stage function: its result, a caught panic, or `None` when cancelled.
+type Called<O, X> = Option<Result<Result<O, X>, Box<dyn std::any::Any + Send>>>;
+
+/// Calls `function(item)` and awaits it with panics caught, racing `cancel`.
+///
+/// Written as one `poll_fn` rather than `select!` over `catch_unwind`: no nested future is built or moved per
+/// item, and the cancellation waiter is allocated only if the stage function actually has to wait.
+async fn call_racing_cancel<I, O, F, Fut, X>(function: &F, item: I, cancel: &Signal) -> Called<O, X>
+where
+    F: Fn(I) -> Fut,
+    Fut: Future<Output = Result<O, X>>,
+{
+    let future = match std::panic::catch_unwind(AssertUnwindSafe(|| function(item))) {
+        Ok(future) => future,
+        Err(payload) => return Some(Err(payload)),
+    };
+    let mut future = std::pin::pin!(future);
+    let mut cancelled: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
+    std::future::poll_fn(|context| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(context))) {
+            Ok(Poll::Ready(result)) => return Poll::Ready(Some(Ok(result))),
+            Err(payload) => return Poll::Ready(Some(Err(payload))),
+            Ok(Poll::Pending) => {}
+        }
+        let waiter = cancelled.get_or_insert_with(|| Box::pin(cancel.cancelled()));
+        match waiter.as_mut().poll(context) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
