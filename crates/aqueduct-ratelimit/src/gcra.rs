@@ -82,7 +82,11 @@ impl Params {
 }
 
 /// The whole state of a GCRA limiter: one TAT in one `AtomicU64`, updated by compare-and-swap.
+///
+/// Aligned to 128 bytes (two cache lines, for adjacent-line prefetching) so that the compare-and-swap of
+/// one thread does not evict the read-mostly configuration that other threads read on every admission.
 #[derive(Debug)]
+#[repr(align(128))]
 pub(crate) struct AtomicTat {
     tat: AtomicU64,
 }

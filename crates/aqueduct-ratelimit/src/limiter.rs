@@ -1169,38 +1169,52 @@ impl<'a, E> Future for Acquire<'a, E> {
                 AcquireState::Start => {
                     this.state = AcquireState::Done;
                     limiter.check_weight(this.weight)?;
-                    let deadline = Deadline::clamp(this.own_deadline);
                     let mut permit = limiter.empty_permit(this.weight);
                     if this.weight == 0 {
                         return Poll::Ready(Ok(permit));
                     }
+                    // The fast path: a free concurrency slot, and rate tokens there with nobody queued.
+                    let mut concurrency_granted = true;
                     if let Some(concurrency) = &limiter.inner.concurrency {
                         match concurrency.semaphore.try_acquire_many(this.weight) {
                             Ok(granted) => permit.concurrency = Some(granted),
-                            Err(_) => {
-                                let started = Instant::now();
-                                if let Some(deadline) = deadline
-                                    && deadline.at() <= started
-                                {
-                                    return Poll::Ready(Err(Self::elapsed_error(
-                                        deadline, started,
-                                    )));
-                                }
-                                let future: PermitFuture<'a> =
-                                    Box::pin(concurrency.semaphore.acquire_many(this.weight));
-                                let deadline = deadline.map(|deadline| {
-                                    (deadline, Box::pin(tokio::time::sleep_until(deadline.at())))
-                                });
-                                this.state =
-                                    AcquireState::WaitingPermit { future, deadline, started };
-                                continue;
-                            }
+                            Err(_) => concurrency_granted = false,
                         }
                     }
-                    match this.take_tokens(permit, deadline, None) {
-                        Poll::Pending => continue,
-                        ready => return ready,
+                    if concurrency_granted {
+                        let Some(rate) = &limiter.inner.rate else {
+                            return Poll::Ready(Ok(permit));
+                        };
+                        let tokens = u64::from(this.weight);
+                        if rate.queue.is_empty()
+                            && rate.tat.book(rate.params(), limiter.now_ns(), tokens, 0).is_ok()
+                        {
+                            return Poll::Ready(Ok(permit));
+                        }
                     }
+                    // The slow path: the ambient deadline is read only now.
+                    let deadline = Deadline::clamp(this.own_deadline);
+                    if concurrency_granted {
+                        match this.take_tokens(permit, deadline, None) {
+                            Poll::Pending => continue,
+                            ready => return ready,
+                        }
+                    }
+                    let started = Instant::now();
+                    if let Some(deadline) = deadline
+                        && deadline.at() <= started
+                    {
+                        return Poll::Ready(Err(Self::elapsed_error(deadline, started)));
+                    }
+                    let Some(concurrency) = &limiter.inner.concurrency else {
+                        unreachable!("only a concurrency limit refuses a slot");
+                    };
+                    let future: PermitFuture<'a> =
+                        Box::pin(concurrency.semaphore.acquire_many(this.weight));
+                    let deadline = deadline.map(|deadline| {
+                        (deadline, Box::pin(tokio::time::sleep_until(deadline.at())))
+                    });
+                    this.state = AcquireState::WaitingPermit { future, deadline, started };
                 }
                 AcquireState::WaitingPermit { future, deadline, started } => {
                     match future.as_mut().poll(context) {
