@@ -41,9 +41,10 @@ pub struct RetryBudget {
     inner: Arc<BudgetInner>,
 }
 
-struct BudgetInner {
+/// The bucket, generic over its atomic so the loom test below can model it with loom's atomic.
+struct BudgetInner<A = AtomicU64> {
     /// The tokens left, in thousandths.
-    milli_tokens: AtomicU64,
+    milli_tokens: A,
     /// The bucket size, in thousandths.
     max_milli_tokens: u64,
     /// The tokens a success gives back, in thousandths.
@@ -107,14 +108,7 @@ impl RetryBudget {
     /// assert!(!budget.record_failure()); // 1 left, not more than 1
     /// ```
     pub fn record_failure(&self) -> bool {
-        let previous = self
-            .inner
-            .milli_tokens
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tokens| {
-                Some(tokens.saturating_sub(MILLI))
-            })
-            .unwrap_or_else(|tokens| tokens);
-        self.inner.above_threshold(previous.saturating_sub(MILLI))
+        self.inner.record_failure()
     }
 
     /// Records a successful attempt: gives back `token_ratio` tokens, up to the bucket size.
@@ -129,14 +123,7 @@ impl RetryBudget {
     /// assert_eq!(budget.tokens(), 2.0);
     /// ```
     pub fn record_success(&self) {
-        let inner = &*self.inner;
-        // A full bucket (the common case) needs no write.
-        if inner.milli_tokens.load(Ordering::Relaxed) >= inner.max_milli_tokens {
-            return;
-        }
-        let _ = inner.milli_tokens.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tokens| {
-            Some(tokens.saturating_add(inner.milli_ratio).min(inner.max_milli_tokens))
-        });
+        self.inner.record_success();
     }
 
     /// Whether a retry would be allowed now (more than half the bucket left), without taking anything.
@@ -148,7 +135,7 @@ impl RetryBudget {
     /// assert!(RetryBudget::new(10, 0.1).expect("valid").allows_retry());
     /// ```
     pub fn allows_retry(&self) -> bool {
-        self.inner.above_threshold(self.inner.milli_tokens.load(Ordering::Acquire))
+        self.inner.above_threshold(self.inner.milli_tokens.load_milli())
     }
 
     /// The tokens left, to three decimals.
@@ -162,7 +149,7 @@ impl RetryBudget {
     pub fn tokens(&self) -> f64 {
         #[allow(clippy::cast_precision_loss)]
         // Token counts stay far below 2^53 thousandths.
-        let tokens = self.inner.milli_tokens.load(Ordering::Acquire) as f64;
+        let tokens = self.inner.milli_tokens.load_milli() as f64;
         tokens / 1000.0
     }
 
@@ -179,7 +166,40 @@ impl RetryBudget {
     }
 }
 
-impl BudgetInner {
+/// The two operations the bucket needs from its atomic.
+trait MilliTokens {
+    fn load_milli(&self) -> u64;
+    /// Applies `update` atomically and returns the previous value.
+    fn update_milli(&self, update: impl FnMut(u64) -> u64) -> u64;
+}
+
+impl MilliTokens for AtomicU64 {
+    fn load_milli(&self) -> u64 {
+        self.load(Ordering::Acquire)
+    }
+
+    fn update_milli(&self, mut update: impl FnMut(u64) -> u64) -> u64 {
+        self.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tokens| Some(update(tokens)))
+            .unwrap_or_else(|tokens| tokens)
+    }
+}
+
+impl<A: MilliTokens> BudgetInner<A> {
+    fn record_failure(&self) -> bool {
+        let previous = self.milli_tokens.update_milli(|tokens| tokens.saturating_sub(MILLI));
+        self.above_threshold(previous.saturating_sub(MILLI))
+    }
+
+    fn record_success(&self) {
+        // A full bucket (the common case) needs no write.
+        if self.milli_tokens.load_milli() >= self.max_milli_tokens {
+            return;
+        }
+        self.milli_tokens.update_milli(|tokens| {
+            tokens.saturating_add(self.milli_ratio).min(self.max_milli_tokens)
+        });
+    }
+
     fn above_threshold(&self, milli_tokens: u64) -> bool {
         // gRPC: retries are throttled when token_count <= max_tokens / 2.
         milli_tokens > self.max_milli_tokens / 2
@@ -193,5 +213,63 @@ impl fmt::Debug for RetryBudget {
             .field("tokens", &self.tokens())
             .field("max_tokens", &self.max_tokens())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod loom_tests {
+    //! Every interleaving of concurrent failures and successes, explored by loom: no update is ever lost.
+
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicU64, Ordering};
+
+    use super::{BudgetInner, MilliTokens};
+
+    impl MilliTokens for AtomicU64 {
+        fn load_milli(&self) -> u64 {
+            self.load(Ordering::Acquire)
+        }
+
+        fn update_milli(&self, mut update: impl FnMut(u64) -> u64) -> u64 {
+            self.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tokens| Some(update(tokens)))
+                .unwrap_or_else(|tokens| tokens)
+        }
+    }
+
+    fn bucket(milli_tokens: u64) -> Arc<BudgetInner<AtomicU64>> {
+        Arc::new(BudgetInner {
+            milli_tokens: AtomicU64::new(milli_tokens),
+            max_milli_tokens: 4000,
+            milli_ratio: 1000,
+        })
+    }
+
+    #[test]
+    fn concurrent_failures_and_a_success_are_never_lost() {
+        loom::model(|| {
+            let inner = bucket(3000);
+            let failing = Arc::clone(&inner);
+            let first = loom::thread::spawn(move || failing.record_failure());
+            let succeeding = Arc::clone(&inner);
+            let second = loom::thread::spawn(move || succeeding.record_success());
+            inner.record_failure();
+            first.join().expect("no panic");
+            second.join().expect("no panic");
+            // 3 − 1 − 1 + 1 tokens in any order: the cap of 4 is never hit from 3 with one success.
+            assert_eq!(inner.milli_tokens.load_milli(), 2000);
+        });
+    }
+
+    #[test]
+    fn concurrent_failures_on_an_almost_empty_bucket_stop_at_zero() {
+        loom::model(|| {
+            let inner = bucket(1000);
+            let other = Arc::clone(&inner);
+            let thread = loom::thread::spawn(move || other.record_failure());
+            let allowed_here = inner.record_failure();
+            let allowed_there = thread.join().expect("no panic");
+            assert!(!allowed_here && !allowed_there);
+            assert_eq!(inner.milli_tokens.load_milli(), 0);
+        });
     }
 }
