@@ -187,3 +187,69 @@ async fn a_hint_longer_than_the_deadline_ends_the_loop_without_sleeping() {
     assert!(last_error.is_some_and(|error| error.is_rate_limited()));
     assert_eq!(start.elapsed(), Duration::ZERO);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_passed_ambient_deadline_still_polls_the_attempt_once_and_never_waits() {
+    let policy =
+        RetryPolicy::builder().constant(Duration::from_millis(10)).max_attempts(5).build().unwrap();
+    let start = Instant::now();
+    tokio::time::advance(Duration::from_millis(5)).await;
+    // A ready attempt wins, as with tokio's timeout: the attempt is polled before its deadline.
+    let ready: Result<u8, Error<&str>> =
+        with_deadline(start, async { retry(&policy, || async { Ok::<_, &str>(1) }).await }).await;
+    assert_eq!(ready.unwrap(), 1);
+    let before = Instant::now();
+    let pending: Result<(), Error<&str>> = with_deadline(start, async {
+        retry(&policy, std::future::pending::<Result<(), &str>>).await
+    })
+    .await;
+    let (attempts, _, reason, _) = exhausted(pending);
+    assert_eq!((attempts, reason), (1, StopReason::Deadline));
+    assert_eq!(before.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_borrowing_loop_sees_the_ambient_deadline() {
+    let policy = RetryPolicy::builder()
+        .constant(Duration::from_millis(100))
+        .jitter(Jitter::None)
+        .max_attempts(100)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let mut attempts = 0;
+    let result: Result<(), Error<&str>> =
+        with_deadline(start + Duration::from_millis(250), async {
+            aqueduct_retry::retry_mut(&policy, async || {
+                attempts += 1;
+                Err("down")
+            })
+            .run()
+            .await
+        })
+        .await;
+    let (_, _, reason, _) = exhausted(result);
+    assert_eq!(reason, StopReason::Deadline);
+    assert_eq!(attempts, 3);
+    assert_eq!(start.elapsed(), Duration::from_millis(200));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_policy_in_an_arc_works_as_well_as_a_reference() {
+    let policy = std::sync::Arc::new(
+        RetryPolicy::builder().deadline(Duration::from_secs(1)).build().unwrap(),
+    );
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let policy = std::sync::Arc::clone(&policy);
+            tokio::spawn(async move {
+                let result: Result<u8, Error<&str>> =
+                    retry(policy, || async { Ok::<_, &str>(7) }).await;
+                result.unwrap()
+            })
+        })
+        .collect();
+    for handle in handles {
+        assert_eq!(handle.await.unwrap(), 7);
+    }
+}
