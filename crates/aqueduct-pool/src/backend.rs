@@ -69,22 +69,23 @@ pub(crate) struct DeadpoolAdapter<M: Manager> {
 }
 
 impl<M: Manager> deadpool::managed::Manager for DeadpoolAdapter<M> {
-    type Type = Slot<M>;
+    // Boxed: deadpool moves its objects around by value, and a pointer moves faster than a slot.
+    type Type = Box<Slot<M>>;
     type Error = Failure<M::Error>;
 
-    async fn create(&self) -> Result<Slot<M>, Failure<M::Error>> {
+    async fn create(&self) -> Result<Box<Slot<M>>, Failure<M::Error>> {
         // Connections opened ahead of demand pass the same checkout checks as idle ones.
         while let Some(mut slot) = self.core.pop_stashed() {
             if self.core.recycle(&mut slot).await {
-                return Ok(slot);
+                return Ok(Box::new(slot));
             }
         }
-        self.core.open_slot().await
+        self.core.open_slot().await.map(Box::new)
     }
 
     async fn recycle(
         &self,
-        slot: &mut Slot<M>,
+        slot: &mut Box<Slot<M>>,
         _metrics: &deadpool::managed::Metrics,
     ) -> deadpool::managed::RecycleResult<Failure<M::Error>> {
         if self.core.recycle(slot).await {
@@ -118,16 +119,16 @@ pub(crate) struct Bb8Failure;
 
 #[cfg(feature = "bb8")]
 impl<M: Manager> bb8::ManageConnection for Bb8Adapter<M> {
-    type Connection = Slot<M>;
+    type Connection = Box<Slot<M>>;
     type Error = Bb8Failure;
 
-    async fn connect(&self) -> Result<Slot<M>, Bb8Failure> {
+    async fn connect(&self) -> Result<Box<Slot<M>>, Bb8Failure> {
         use futures::FutureExt;
         // bb8 runs this in a task of its own and leaks its reservation if it panics, which would
         // shrink the pool for good: catch the panic and hand it to a waiting caller instead.
         let opened = std::panic::AssertUnwindSafe(self.core.open_slot()).catch_unwind().await;
         match opened {
-            Ok(Ok(slot)) => Ok(slot),
+            Ok(Ok(slot)) => Ok(Box::new(slot)),
             Ok(Err(Failure::Connect(error))) => {
                 self.core.store_connect_error(error);
                 Err(Bb8Failure)
@@ -143,11 +144,11 @@ impl<M: Manager> bb8::ManageConnection for Bb8Adapter<M> {
         }
     }
 
-    async fn is_valid(&self, slot: &mut Slot<M>) -> Result<(), Bb8Failure> {
+    async fn is_valid(&self, slot: &mut Box<Slot<M>>) -> Result<(), Bb8Failure> {
         if self.core.recycle(slot).await { Ok(()) } else { Err(Bb8Failure) }
     }
 
-    fn has_broken(&self, slot: &mut Slot<M>) -> bool {
+    fn has_broken(&self, slot: &mut Box<Slot<M>>) -> bool {
         slot.broken || self.core.closing.load(Ordering::Acquire)
     }
 }

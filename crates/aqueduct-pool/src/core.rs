@@ -218,8 +218,11 @@ impl<M: Manager> Core<M> {
         // Most recycles finish at once (no round trip): only arm the timer for one that waits.
         let recycled = match recycling.as_mut().now_or_never() {
             Some(result) => result.is_ok(),
+            // Boxed, so the timer does not bloat every checkout's future.
             None => match self.config.recycle_timeout {
-                Some(limit) => matches!(tokio::time::timeout(limit, recycling).await, Ok(Ok(()))),
+                Some(limit) => {
+                    matches!(Box::pin(tokio::time::timeout(limit, recycling)).await, Ok(Ok(())))
+                }
                 None => recycling.await.is_ok(),
             },
         };

@@ -1,6 +1,7 @@
 //! `Pool`: acquire, status, expire_all, close, and the background maintenance task.
 
-use std::pin::pin;
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -176,12 +177,28 @@ impl<M: Manager> Pool<M> {
             return Err(Error::Closed { reconnecting: false });
         }
         let mut attempt = pin!(self.get_once());
-        // The fast path: an idle connection is ready without a timer or a clock read.
-        let first_failure = match attempt.as_mut().now_or_never() {
-            Some(Ok(held)) => return Ok(self.hand_out(held)),
-            Some(Err(failure)) => Some(failure),
-            None => None,
-        };
+        // The fast path: an idle connection is ready without a timer or a clock read. The slow path
+        // is boxed so that its timers do not bloat (and slow down) every acquire's future.
+        match attempt.as_mut().now_or_never() {
+            Some(Ok(held)) => Ok(self.hand_out(held)),
+            Some(Err(failure)) => {
+                Box::pin(self.acquire_slow(attempt, || self.get_once(), Some(failure))).await
+            }
+            None => Box::pin(self.acquire_slow(attempt, || self.get_once(), None)).await,
+        }
+    }
+
+    /// Waits for the attempt under way, retrying failed connects with a backoff, until the deadline.
+    async fn acquire_slow<'a, F>(
+        &'a self,
+        mut attempt: Pin<&mut F>,
+        next_attempt: impl Fn() -> F,
+        first_failure: Option<Failure<M::Error>>,
+    ) -> Result<PooledConnection<M>, Error<M::Error>>
+    where
+        F: Future<Output = Result<Held<M>, Failure<M::Error>>> + 'a,
+    {
+        let core = &self.shared.core;
         let started = Instant::now();
         let deadline =
             Deadline::clamp(core.config.acquire_timeout.map(|timeout| started + timeout));
@@ -212,7 +229,7 @@ impl<M: Manager> Pool<M> {
                     if core.is_closing() {
                         return Err(Error::Closed { reconnecting: false });
                     }
-                    attempt.set(self.get_once());
+                    attempt.set(next_attempt());
                 }
             }
             let result = match deadline {
@@ -639,7 +656,7 @@ impl<M: Manager> Shared<M> {
             #[cfg(feature = "bb8")]
             BackendPool::Bb8 { pool, .. } => {
                 for slot in slots {
-                    let _ = pool.add(slot);
+                    let _ = pool.add(Box::new(slot));
                 }
             }
         }
