@@ -2,7 +2,12 @@
 //!
 //! Workloads (10 000 futures each, created together and gathered in input order):
 //! - `gather/yield_once_10k`: each future yields once to the runtime, then returns its index;
-//! - `gather/ready_10k`: each future is ready at its first poll.
+//! - `gather/ready_10k`: each future is ready at its first poll;
+//! - `gather/bounded_10k_limit_100`: the yielding futures, created lazily with at most 100 alive at once;
+//!   contenders `aqueduct` and `aqueduct-spawned` (with `GatherOptions::limit(100)`) and `buffered`
+//!   (`futures::StreamExt::buffered(100)`, the ordered bounded combinator of futures 0.3).
+//!
+//! Extra figure: `peak_alive` (most futures alive at once) for the bounded workload.
 //!
 //! Contenders: `aqueduct` (in place, collect-all), `aqueduct-spawned` (one tokio task per future),
 //! `join_all` (futures 0.3), `FuturesUnordered` (collected then put back in input order), `JoinSet`
@@ -12,7 +17,7 @@
 
 use std::convert::Infallible;
 
-use aqueduct_gather::{Error, gather};
+use aqueduct_gather::{Error, GatherOptions, gather};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -144,6 +149,56 @@ macro_rules! workload {
     }};
 }
 
+fn bounded_10k_limit_100(criterion: &mut Criterion) {
+    const LIMIT: usize = 100;
+    let runtime = benches::multi_thread_runtime();
+    let options = GatherOptions::builder().limit(LIMIT).build().expect("a valid limit");
+    let mut group = criterion.benchmark_group("gather/bounded_10k_limit_100");
+    group.bench_function(BenchmarkId::from_parameter("aqueduct"), |bencher| {
+        bencher.to_async(&runtime).iter(|| async {
+            let results: Vec<Result<usize, Error<Infallible>>> =
+                gather((0..COUNT).map(yield_once)).with_options(options).await;
+            check(results.iter().map(|result| *result.as_ref().expect("no failure")).sum());
+        });
+    });
+    group.bench_function(BenchmarkId::from_parameter("aqueduct-spawned"), |bencher| {
+        bencher.to_async(&runtime).iter(|| async {
+            let results: Vec<Result<usize, Error<Infallible>>> =
+                gather((0..COUNT).map(yield_once)).with_options(options).spawned().await;
+            check(results.iter().map(|result| *result.as_ref().expect("no failure")).sum());
+        });
+    });
+    group.bench_function(BenchmarkId::from_parameter("buffered"), |bencher| {
+        bencher.to_async(&runtime).iter(|| async {
+            let results: Vec<Result<usize, Infallible>> =
+                futures::stream::iter((0..COUNT).map(yield_once)).buffered(LIMIT).collect().await;
+            check(sum_ordered(&results));
+        });
+    });
+    group.finish();
+
+    // Peak number of futures alive at once, counted from creation to drop.
+    let alive = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = |index: usize| {
+        let alive = std::sync::Arc::clone(&alive);
+        let peak = std::sync::Arc::clone(&peak);
+        let now = alive.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        peak.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let result = yield_once(index).await;
+            alive.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            result
+        }
+    };
+    let results: Vec<Result<usize, Error<Infallible>>> =
+        runtime.block_on(gather((0..COUNT).map(counted)).with_options(options));
+    assert_eq!(results.len(), COUNT);
+    #[allow(clippy::cast_precision_loss)] // A count of at most 10 000 is exact in an f64.
+    let peak_alive = peak.load(std::sync::atomic::Ordering::SeqCst) as f64;
+    benches::record_extra("gather", "bounded_10k_limit_100", "aqueduct", "peak_alive", peak_alive);
+}
+
 fn yield_once_10k(criterion: &mut Criterion) {
     workload!(criterion, "yield_once_10k", yield_once);
 }
@@ -155,6 +210,6 @@ fn ready_10k(criterion: &mut Criterion) {
 criterion_group! {
     name = gather_benches;
     config = benches::criterion();
-    targets = yield_once_10k, ready_10k
+    targets = yield_once_10k, ready_10k, bounded_10k_limit_100
 }
 criterion_main!(gather_benches);
