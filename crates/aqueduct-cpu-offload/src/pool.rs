@@ -18,6 +18,16 @@ use crate::config::{Backend, BuildError, default_threads};
 use crate::job::{CancelToken, JobHandle, Ticket, execute};
 
 /// How many queued-or-running jobs a pool accepts per thread when no capacity is configured.
+///
+/// # Examples
+///
+/// ```
+/// use aqueduct_cpu_offload::{CpuPool, DEFAULT_CAPACITY_PER_THREAD};
+///
+/// let pool = CpuPool::builder().threads(4).build()?;
+/// assert_eq!(pool.capacity(), 4 * DEFAULT_CAPACITY_PER_THREAD);
+/// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+/// ```
 pub const DEFAULT_CAPACITY_PER_THREAD: usize = 128;
 
 /// A per-worker initialiser: called once on each worker thread, with the worker's index, before its first job.

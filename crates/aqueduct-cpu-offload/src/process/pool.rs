@@ -21,6 +21,12 @@ use super::worker::Entry;
 use crate::config::{BuildError, default_threads};
 
 /// How long a new worker may take to start serving when none is configured.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(aqueduct_cpu_offload::process::DEFAULT_START_TIMEOUT.as_secs(), 10);
+/// ```
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A pool of worker processes started from a program (by default the current binary) that run registered entry

@@ -6,6 +6,15 @@
 use serde::{Deserialize, Serialize};
 
 /// The environment variable that turns a process started by a [`ProcessPool`](super::ProcessPool) into a worker.
+///
+/// # Examples
+///
+/// ```
+/// use aqueduct_cpu_offload::process::{WORKER_ENV, is_worker};
+///
+/// assert_eq!(WORKER_ENV, "AQUEDUCT_CPU_OFFLOAD_WORKER");
+/// assert_eq!(is_worker(), std::env::var_os(WORKER_ENV).is_some());
+/// ```
 pub const WORKER_ENV: &str = "AQUEDUCT_CPU_OFFLOAD_WORKER";
 
 /// The largest frame either side accepts (256 MiB); a larger one is a protocol error.
