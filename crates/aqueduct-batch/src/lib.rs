@@ -15,5 +15,5 @@ pub use crate::batcher::{Batcher, BatcherBuilder, Flush, Submit, WhenFull};
 pub use crate::config::ConfigError;
 pub use crate::keyed::{KeyedBatcher, KeyedBatcherBuilder};
 pub use crate::metrics::BatcherMetrics;
-pub use crate::outputs::{BatchOutputs, PerItem};
+pub use crate::outputs::{BatchOutputs, OkResults, PerItem, PerItemResults};
 pub use crate::static_batch::{Batch, BatchBuilder, OnFailure, batch};

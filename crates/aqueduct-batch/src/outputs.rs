@@ -1,6 +1,7 @@
 //! What a batch function returns, and how its outcome fans out to the items of the batch.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 
 use aqueduct_core::{Aggregate, Error};
@@ -69,16 +70,80 @@ pub trait BatchOutputs<E> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PerItem<O, Y>(pub Vec<Result<O, Y>>);
 
+/// The per-item results of a `Vec<O>`: every item succeeded.
+///
+/// # Examples
+///
+/// ```
+/// use aqueduct_batch::{BatchOutputs, Error};
+///
+/// let mut results = BatchOutputs::<()>::into_results(vec![1, 2]);
+/// assert!(matches!(results.next(), Some(Ok(1))));
+/// ```
+#[derive(Debug)]
+pub struct OkResults<O, E> {
+    outputs: std::vec::IntoIter<O>,
+    error: PhantomData<fn() -> E>,
+}
+
+/// The per-item results of a [`PerItem`], each error converted into [`Error<E>`].
+///
+/// # Examples
+///
+/// ```
+/// use aqueduct_batch::{BatchOutputs, Error, PerItem};
+///
+/// let mut results = BatchOutputs::<&str>::into_results(PerItem(vec![Err::<u8, _>("bad")]));
+/// assert!(matches!(results.next(), Some(Err(Error::Operation("bad")))));
+/// ```
+#[derive(Debug)]
+pub struct PerItemResults<O, Y, E> {
+    results: std::vec::IntoIter<Result<O, Y>>,
+    error: PhantomData<fn() -> E>,
+}
+
+impl<O, E> Iterator for OkResults<O, E> {
+    type Item = Result<O, Error<E>>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        self.outputs.next().map(Ok)
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.outputs.size_hint()
+    }
+}
+
+impl<O, E> ExactSizeIterator for OkResults<O, E> {}
+
+impl<O, Y: Into<Error<E>>, E> Iterator for PerItemResults<O, Y, E> {
+    type Item = Result<O, Error<E>>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        self.results.next().map(|result| result.map_err(Into::into))
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.results.size_hint()
+    }
+}
+
+impl<O, Y: Into<Error<E>>, E> ExactSizeIterator for PerItemResults<O, Y, E> {}
+
 impl<O, E> BatchOutputs<E> for Vec<O> {
     type Output = O;
-    type Results = std::iter::Map<std::vec::IntoIter<O>, fn(O) -> Result<O, Error<E>>>;
+    type Results = OkResults<O, E>;
 
     fn len(&self) -> usize {
         Self::len(self)
     }
 
     fn into_results(self) -> Self::Results {
-        self.into_iter().map(Ok)
+        OkResults { outputs: self.into_iter(), error: PhantomData }
     }
 }
 
@@ -87,15 +152,14 @@ where
     Y: Into<Error<E>>,
 {
     type Output = O;
-    type Results =
-        std::iter::Map<std::vec::IntoIter<Result<O, Y>>, fn(Result<O, Y>) -> Result<O, Error<E>>>;
+    type Results = PerItemResults<O, Y, E>;
 
     fn len(&self) -> usize {
         self.0.len()
     }
 
     fn into_results(self) -> Self::Results {
-        self.0.into_iter().map(|result| result.map_err(Into::into))
+        PerItemResults { results: self.0.into_iter(), error: PhantomData }
     }
 }
 
