@@ -73,24 +73,13 @@ fn run_tests(arguments: &[String]) -> anyhow::Result<()> {
     let env = [("DATABASE_URL", database.url())];
 
     let nextest = command::succeeds(&command::cargo(&["nextest", "--version"]));
-    let runner: &[&str] = if nextest {
-        &["nextest", "run", "--no-fail-fast", "--workspace", "--exclude", "benches"]
-    } else {
+    if !nextest {
         eprintln!("xtask: cargo-nextest is not installed; using cargo test");
-        &["test", "--no-fail-fast", "--workspace", "--exclude", "benches"]
-    };
+    }
     let mut failures = Vec::new();
-    command::step(&mut failures, "tests (default features)", command::cargo(runner).envs(env));
-
-    // Crates with optional features (for example the pool's bb8 backend) run again with all of them.
-    for package in command::packages_with_features()? {
-        let mut arguments = runner[..2].to_vec();
-        arguments.extend(["--no-fail-fast", "--package", &package, "--all-features"]);
-        command::step(
-            &mut failures,
-            &format!("tests of {package} (all features)"),
-            command::cargo(&arguments).envs(env),
-        );
+    for (name, arguments) in test_runs(nextest, &command::packages_with_features()?) {
+        let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+        command::step(&mut failures, &name, command::cargo(&arguments).envs(env));
     }
 
     let doc_tests = [
@@ -105,6 +94,27 @@ fn run_tests(arguments: &[String]) -> anyhow::Result<()> {
     ];
     command::step(&mut failures, "doc tests", command::cargo(&doc_tests).envs(env));
     command::finish(&failures)
+}
+
+/// The test runs of `cargo xtask test` before the doc tests: the workspace with default features, then
+/// each crate with optional features (for example the pool's bb8 backend) again with all of them.
+fn test_runs(nextest: bool, packages_with_features: &[String]) -> Vec<(String, Vec<String>)> {
+    // Each run adds only what it selects to the runner: cargo and nextest reject a repeated flag.
+    let runner: &[&str] =
+        if nextest { &["nextest", "run", "--no-fail-fast"] } else { &["test", "--no-fail-fast"] };
+    let with =
+        |extra: &[&str]| runner.iter().chain(extra).map(|&argument| argument.to_owned()).collect();
+    let mut runs = vec![(
+        "tests (default features)".to_owned(),
+        with(&["--workspace", "--exclude", "benches"]),
+    )];
+    for package in packages_with_features {
+        runs.push((
+            format!("tests of {package} (all features)"),
+            with(&["--package", package, "--all-features"]),
+        ));
+    }
+    runs
 }
 
 /// `cargo xtask demo`: the end-to-end tour, in release mode, against the provided PostgreSQL when there is one.
@@ -170,4 +180,29 @@ fn lint(arguments: &[String]) -> anyhow::Result<()> {
         command::cargo(&doc).env("RUSTDOCFLAGS", "-D warnings"),
     );
     command::finish(&failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_runs;
+
+    #[test]
+    fn no_test_run_repeats_a_flag_with_or_without_nextest() {
+        let packages = ["aqueduct".to_owned(), "aqueduct-pool".to_owned()];
+        for nextest in [true, false] {
+            let runs = test_runs(nextest, &packages);
+            assert_eq!(runs.len(), 3);
+            for (name, arguments) in runs {
+                let flags: Vec<&String> =
+                    arguments.iter().filter(|argument| argument.starts_with("--")).collect();
+                for (index, flag) in flags.iter().enumerate() {
+                    assert!(
+                        !flags[..index].contains(flag),
+                        "{name} (nextest: {nextest}) repeats {flag}: {arguments:?}"
+                    );
+                }
+                assert!(arguments.contains(&"--no-fail-fast".to_owned()), "{name}: {arguments:?}");
+            }
+        }
+    }
 }
