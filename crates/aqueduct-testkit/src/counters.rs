@@ -61,7 +61,10 @@ impl DropCounter {
 
     /// How many guards are still alive.
     pub fn alive(&self) -> usize {
-        self.created() - self.dropped()
+        // Drops first: a guard made and dropped between the two loads then counts as alive for this one
+        // reading, whereas reading `created` first could see its drop without its creation and underflow.
+        let dropped = self.dropped();
+        self.created() - dropped
     }
 }
 
@@ -143,5 +146,30 @@ impl CallCounter {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.counts.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropCounter;
+
+    #[test]
+    fn alive_never_underflows_while_other_threads_make_and_drop_guards() {
+        let counter = DropCounter::new();
+        let churn = {
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                for _ in 0..200_000 {
+                    drop(counter.guard());
+                }
+            })
+        };
+        while !churn.is_finished() {
+            // Reading `created` before `dropped` underflows here: a panic in debug builds, a huge
+            // count in release builds.
+            assert!(counter.alive() <= 200_000);
+        }
+        churn.join().expect("the churning thread does not panic");
+        assert_eq!(counter.alive(), 0);
     }
 }
