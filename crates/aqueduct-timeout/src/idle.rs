@@ -323,6 +323,14 @@ impl<S: Stream> Stream for IdleTimeout<S> {
                     // No deadline can be represented and none is ambient: this wait cannot time out.
                     return Poll::Pending;
                 };
+                if deadline.at() <= start {
+                    // Already passed (a zero `idle`, an expired ambient deadline): fail now, as the
+                    // future timeouts do, rather than a timer tick (about 1 ms) later.
+                    this.stream.set(None);
+                    this.sleep.set(None);
+                    let elapsed = Elapsed::new(Some(*this.idle), deadline.at(), Duration::ZERO);
+                    return Poll::Ready(Some(Err(elapsed.with_ambient(deadline.is_ambient()))));
+                }
                 match this.sleep.as_mut().as_pin_mut() {
                     Some(sleep) => sleep.reset(deadline.at()),
                     None => this.sleep.set(Some(sleep_until(deadline.at()))),

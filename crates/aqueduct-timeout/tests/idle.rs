@@ -1,5 +1,6 @@
 //! `idle_timeout`: items pass while they keep coming; a wait longer than `idle` yields one error and ends the stream.
 
+use std::task::Poll;
 use std::time::Duration;
 
 use aqueduct_testkit::DropCounter;
@@ -159,4 +160,30 @@ async fn try_idle_timeout_drops_its_stream_at_the_timeout() {
     let item: Result<u8, Error<BadLine>> = stream.next().await.expect("an item");
     assert!(item.unwrap_err().is_elapsed());
     assert_eq!(drops.dropped(), 1);
+}
+
+#[tokio::test]
+async fn a_zero_idle_or_an_expired_ambient_deadline_fails_the_first_wait_without_a_timer_tick() {
+    // Real time on purpose: a timer armed at "now" fires only at the next millisecond tick, so a first
+    // poll that is already `Ready` proves no timer was involved. No sleep, no timing assert.
+    let mut zero = std::pin::pin!(futures::stream::pending::<u8>().idle_timeout(Duration::ZERO));
+    let Poll::Ready(Some(Err(elapsed))) = futures::poll!(zero.next()) else {
+        panic!("a zero idle fails the first wait in the first poll");
+    };
+    assert_eq!(elapsed.waited(), Duration::ZERO);
+    assert!(!elapsed.is_ambient());
+    assert!(zero.is_terminated());
+
+    let expired = Instant::now();
+    let first = aqueduct_timeout::with_deadline(expired, async {
+        let mut stream =
+            std::pin::pin!(futures::stream::pending::<u8>().idle_timeout(Duration::from_secs(5)));
+        futures::poll!(stream.next())
+    })
+    .await;
+    let Poll::Ready(Some(Err(elapsed))) = first else {
+        panic!("an expired ambient deadline fails the first wait in the first poll");
+    };
+    assert!(elapsed.is_ambient());
+    assert_eq!(elapsed.deadline(), expired);
 }
