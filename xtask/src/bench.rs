@@ -70,6 +70,7 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     let started = SystemTime::now();
     let database = crate::postgres::provide().ok();
     let mut failures = Vec::new();
+    let mut completed = Vec::new();
     for concern in &concerns {
         let mut bench = command::cargo(&["bench", "-p", "benches", "--bench", concern]);
         bench.env("AQUEDUCT_BENCH_REPORT_DIR", &report_dir);
@@ -81,12 +82,17 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         if let Some(database) = &database {
             bench.env("DATABASE_URL", database.url());
         }
+        let failed_before = failures.len();
         command::step(&mut failures, &format!("bench {concern}"), &mut bench);
+        if failures.len() == failed_before {
+            completed.push(concern.clone());
+        }
     }
 
     let mut fresh = criterion_results(&target_dir.join("criterion"), started, &concerns)?;
     fresh.extend(extra_results(&extra_file)?);
-    let merged = merge(read_results()?, fresh, &concerns);
+    // Only a concern whose bench ran to the end replaces its recorded figures; a failed one keeps them.
+    let merged = merge(read_results()?, fresh, &completed);
     let document = json!({ "results": merged, "peers": peer_versions()? });
     let text = serde_json::to_string_pretty(&document)? + "\n";
     std::fs::write(report_dir.join("summary.json"), &text)?;
@@ -209,12 +215,13 @@ fn key(result: &Value) -> Key {
     (field("concern"), field("workload"), field("contender"))
 }
 
-/// Keeps old results of concerns not run now; merges fresh rows (time and extra figures) by key.
-fn merge(old: Vec<Value>, fresh: Vec<Value>, concerns: &[String]) -> Vec<Value> {
+/// Drops the old results of the `replaced` concerns and keeps the others; merges fresh rows (time and
+/// extra figures) over them by key.
+fn merge(old: Vec<Value>, fresh: Vec<Value>, replaced: &[String]) -> Vec<Value> {
     let mut rows: BTreeMap<Key, Value> = BTreeMap::new();
     for result in old {
         let key = key(&result);
-        if !concerns.contains(&key.0) {
+        if !replaced.contains(&key.0) {
             rows.insert(key, result);
         }
     }
@@ -422,4 +429,38 @@ fn peer_versions() -> anyhow::Result<BTreeMap<String, String>> {
         }
     }
     Ok(versions)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::merge;
+
+    #[test]
+    fn merge_replaces_completed_concerns_and_keeps_the_figures_of_failed_ones() {
+        let old = vec![
+            json!({ "concern": "timeout", "workload": "ready", "contender": "aqueduct", "median_ns": 5.0 }),
+            json!({ "concern": "timeout", "workload": "gone", "contender": "aqueduct", "median_ns": 6.0 }),
+            json!({ "concern": "retry", "workload": "success", "contender": "aqueduct", "median_ns": 7.0 }),
+            json!({ "concern": "retry", "workload": "zero delay", "contender": "aqueduct", "median_ns": 8.0 }),
+        ];
+        // `timeout` completed; `retry` failed after one workload; `pool` was not run.
+        let fresh = vec![
+            json!({ "concern": "timeout", "workload": "ready", "contender": "aqueduct", "median_ns": 4.0 }),
+            json!({ "concern": "retry", "workload": "success", "contender": "aqueduct", "median_ns": 9.0 }),
+        ];
+        let merged = merge(old, fresh, &["timeout".to_owned()]);
+        let medians: Vec<(&str, &str, f64)> = merged
+            .iter()
+            .map(|row| {
+                let text = |name: &str| row[name].as_str().unwrap_or_default();
+                (text("concern"), text("workload"), row["median_ns"].as_f64().unwrap_or_default())
+            })
+            .collect();
+        assert_eq!(
+            medians,
+            [("retry", "success", 9.0), ("retry", "zero delay", 8.0), ("timeout", "ready", 4.0)]
+        );
+    }
 }
