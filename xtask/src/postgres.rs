@@ -141,7 +141,7 @@ impl Cluster {
             path_str(&cluster.root)?
         );
         let log = cluster.root.join("server.log");
-        cluster.run(
+        let started = cluster.run(
             "pg_ctl",
             &[
                 "-D",
@@ -155,7 +155,15 @@ impl Cluster {
                 "30",
                 "start",
             ],
-        )?;
+        );
+        if let Err(error) = started {
+            // pg_ctl says only "examine the log output", and the log goes with the folder on drop.
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+            return Err(error
+                .context(format!("the throw-away server did not start; its log ends:\n{tail}")));
+        }
         let admin_url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
         execute(&admin_url, "CREATE DATABASE test")?;
         select_one(&cluster.url())?;
@@ -180,7 +188,9 @@ impl Cluster {
             }
             None => Command::new(&binary),
         };
-        command.args(arguments);
+        // Run inside the cluster folder: the unprivileged user may not be able to enter the caller's
+        // working directory (a checkout under /root), which PostgreSQL's tools complain about.
+        command.args(arguments).current_dir(&self.root);
         command::output(&mut command)
     }
 }
