@@ -89,7 +89,8 @@ pub struct LimiterBuilder {
 /// (`let _permit = ...`) for as long as the call runs.
 pub struct Permit<'a> {
     limiter: &'a Limiter,
-    concurrency: Option<SemaphorePermit<'a>>,
+    /// Concurrency slots held (0 without a concurrency limit); given back on drop.
+    concurrency_held: u32,
     weight: u32,
 }
 
@@ -452,7 +453,7 @@ impl Limiter {
         }
         if let Some(concurrency) = &self.inner.concurrency {
             match concurrency.semaphore.try_acquire_many(weight) {
-                Ok(granted) => permit.concurrency = Some(granted),
+                Ok(granted) => permit.hold(granted),
                 Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
                     return Err(Error::Full { capacity: concurrency.max.load(Ordering::Relaxed) });
                 }
@@ -875,7 +876,7 @@ impl Limiter {
 
     #[inline]
     fn empty_permit(&self, weight: u32) -> Permit<'_> {
-        Permit { limiter: self, concurrency: None, weight }
+        Permit { limiter: self, concurrency_held: 0, weight }
     }
 
     #[inline]
@@ -921,7 +922,7 @@ impl Limiter {
         let mut permit = self.empty_permit(weight);
         if let Some(concurrency) = &self.inner.concurrency {
             match concurrency.semaphore.try_acquire_many(weight) {
-                Ok(granted) => permit.concurrency = Some(granted),
+                Ok(granted) => permit.hold(granted),
                 Err(_) => return Err(concurrency.max.load(Ordering::Relaxed)),
             }
         }
@@ -961,24 +962,19 @@ impl RateState {
 }
 
 impl ConcurrencyState {
-    /// Gives a permit back, retiring as many of its slots as a lowered limit still owes.
+    /// Gives `held` slots back, retiring as many of them as a lowered limit still owes.
     #[inline]
-    fn release(&self, mut permit: SemaphorePermit<'_>) {
-        if self.deficit.load(Ordering::Relaxed) == 0 {
-            return;
+    fn release(&self, held: u32) {
+        let mut to_return = held as usize;
+        if self.deficit.load(Ordering::Relaxed) != 0 {
+            let _ = self.deficit.fetch_update(Ordering::AcqRel, Ordering::Acquire, |deficit| {
+                let retired = deficit.min(held as usize);
+                to_return = held as usize - retired;
+                Some(deficit - retired)
+            });
         }
-        let held = permit.num_permits();
-        let mut retired = 0;
-        let _ = self.deficit.fetch_update(Ordering::AcqRel, Ordering::Acquire, |deficit| {
-            retired = deficit.min(held);
-            Some(deficit - retired)
-        });
-        if retired == held {
-            permit.forget();
-        } else if retired > 0
-            && let Some(part) = permit.split(retired)
-        {
-            part.forget();
+        if to_return > 0 {
+            self.semaphore.add_permits(to_return);
         }
     }
 }
@@ -986,6 +982,14 @@ impl ConcurrencyState {
 // ===== impl Permit =====
 
 impl Permit<'_> {
+    /// Takes over a granted semaphore permit: the slots are given back by this permit's `Drop`.
+    #[inline]
+    fn hold(&mut self, granted: SemaphorePermit<'_>) {
+        // Permit counts fit in a u32: they were requested as one.
+        self.concurrency_held = u32::try_from(granted.num_permits()).unwrap_or(u32::MAX);
+        granted.forget();
+    }
+
     /// The weight this permit was granted for.
     ///
     /// # Examples
@@ -1017,10 +1021,10 @@ impl Permit<'_> {
 impl Drop for Permit<'_> {
     #[inline]
     fn drop(&mut self) {
-        if let (Some(permit), Some(concurrency)) =
-            (self.concurrency.take(), &self.limiter.inner.concurrency)
+        if self.concurrency_held > 0
+            && let Some(concurrency) = &self.limiter.inner.concurrency
         {
-            concurrency.release(permit);
+            concurrency.release(self.concurrency_held);
         }
     }
 }
@@ -1030,7 +1034,7 @@ impl fmt::Debug for Permit<'_> {
         formatter
             .debug_struct("Permit")
             .field("weight", &self.weight)
-            .field("holds_concurrency", &self.concurrency.is_some())
+            .field("concurrency_held", &self.concurrency_held)
             .finish()
     }
 }
@@ -1177,7 +1181,7 @@ impl<'a, E> Future for Acquire<'a, E> {
                     let mut concurrency_granted = true;
                     if let Some(concurrency) = &limiter.inner.concurrency {
                         match concurrency.semaphore.try_acquire_many(this.weight) {
-                            Ok(granted) => permit.concurrency = Some(granted),
+                            Ok(granted) => permit.hold(granted),
                             Err(_) => concurrency_granted = false,
                         }
                     }
@@ -1223,7 +1227,7 @@ impl<'a, E> Future for Acquire<'a, E> {
                             let started = *started;
                             this.state = AcquireState::Done;
                             let mut permit = limiter.empty_permit(this.weight);
-                            permit.concurrency = Some(granted);
+                            permit.hold(granted);
                             match this.take_tokens(permit, deadline, Some(started)) {
                                 Poll::Pending => continue,
                                 ready => return ready,
