@@ -99,6 +99,19 @@ fn a_panicking_poll_restores_the_enclosing_deadline() {
         let caught = futures_catch_unwind(panicking).await;
         assert!(caught.is_err());
         assert_eq!(current_deadline(), None);
+
+        // Inside another scope, the enclosing deadline itself comes back, not merely "none".
+        let outer = Instant::now() + Duration::from_secs(5);
+        let seen_after_the_panic = with_deadline(outer, async {
+            let inner = Instant::now() + Duration::from_secs(1);
+            let caught =
+                futures_catch_unwind(with_deadline(inner, async { panic!("inner scope") })).await;
+            assert!(caught.is_err());
+            current_deadline()
+        })
+        .await;
+        assert_eq!(seen_after_the_panic, Some(outer));
+        assert_eq!(current_deadline(), None);
     });
 }
 
