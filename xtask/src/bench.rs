@@ -399,7 +399,12 @@ fn format_number(value: &Value) -> String {
 
 /// The versions of the peer crates the benches were built against, from `Cargo.lock`.
 fn peer_versions() -> anyhow::Result<BTreeMap<String, String>> {
-    const PEERS: [&str; 14] = [
+    Ok(peer_versions_in(&std::fs::read_to_string("Cargo.lock").unwrap_or_default()))
+}
+
+/// The peers' versions in the text of a `Cargo.lock`; a peer locked at several versions lists them all.
+fn peer_versions_in(lock: &str) -> BTreeMap<String, String> {
+    const PEERS: [&str; 16] = [
         "tokio",
         "futures",
         "governor",
@@ -407,16 +412,17 @@ fn peer_versions() -> anyhow::Result<BTreeMap<String, String>> {
         "backon",
         "tokio-retry2",
         "deadpool",
+        "deadpool-postgres",
         "bb8",
         "kanal",
         "flume",
+        "async-channel",
         "rayon",
         "futures-concurrency",
         "dataloader",
         "criterion",
     ];
-    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
-    let mut versions = BTreeMap::new();
+    let mut versions: BTreeMap<String, String> = BTreeMap::new();
     let mut name = None;
     for line in lock.lines() {
         if let Some(value) = line.strip_prefix("name = ") {
@@ -424,18 +430,35 @@ fn peer_versions() -> anyhow::Result<BTreeMap<String, String>> {
         } else if let (Some(value), Some(current)) = (line.strip_prefix("version = "), name.take())
         {
             if PEERS.contains(&current.as_str()) {
-                versions.insert(current, value.trim_matches('"').to_owned());
+                let version = value.trim_matches('"');
+                versions
+                    .entry(current)
+                    .and_modify(|known| {
+                        known.push_str(", ");
+                        known.push_str(version);
+                    })
+                    .or_insert_with(|| version.to_owned());
             }
         }
     }
-    Ok(versions)
+    versions
 }
 
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
-    use super::merge;
+    use super::{merge, peer_versions_in};
+
+    #[test]
+    fn every_locked_version_of_a_peer_is_recorded() {
+        let lock = "[[package]]\nname = \"deadpool\"\nversion = \"0.12.2\"\n\n\
+                    [[package]]\nname = \"deadpool\"\nversion = \"0.13.1\"\n\n\
+                    [[package]]\nname = \"serde\"\nversion = \"1.0.0\"\n";
+        let versions = peer_versions_in(lock);
+        assert_eq!(versions.get("deadpool").map(String::as_str), Some("0.12.2, 0.13.1"));
+        assert_eq!(versions.len(), 1, "only peers are recorded: {versions:?}");
+    }
 
     #[test]
     fn merge_replaces_completed_concerns_and_keeps_the_figures_of_failed_ones() {
