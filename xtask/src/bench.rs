@@ -76,7 +76,7 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         }
         Err(error) => {
             eprintln!(
-                "xtask: no PostgreSQL for the benches ({error:#}); benches that need it will fail"
+                "xtask: no PostgreSQL for the benches ({error:#}); benches that need one will say so"
             );
             None
         }
