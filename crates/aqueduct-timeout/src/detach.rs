@@ -21,8 +21,9 @@ use crate::timer::{Limit, Timer};
 /// Until the deadline the work runs inside the caller's task, polled first on every poll, so a future
 /// that is ready at once completes without a spawn; it is boxed once, on the first poll, so that it can
 /// be moved to `tokio::spawn` at the deadline. The rules of [`timeout`](crate::timeout) apply: the clock
-/// starts at the first poll, the ambient deadline clamps, 1 ms granularity. Once detached, the work no
-/// longer sees the caller's ambient deadline.
+/// starts at the first poll, the ambient deadline clamps, 1 ms granularity. Once detached, the work runs
+/// outside the caller's [`with_deadline`](crate::with_deadline) scope: what starts in it afterwards sees
+/// no ambient deadline, while a timeout already running in it keeps the deadline it clamped to.
 ///
 /// # Cancellation
 ///

@@ -143,3 +143,37 @@ async fn the_clock_starts_at_the_first_poll() {
     assert!(outcome.is_detached());
     assert_eq!(start.elapsed(), 120 * MS);
 }
+
+#[tokio::test(start_paused = true)]
+async fn detached_work_leaves_the_ambient_scope_but_keeps_deadlines_it_already_clamped() {
+    use aqueduct_timeout::{current_deadline, timeout, with_deadline};
+
+    let start = Instant::now();
+    let ambient = start + 100 * MS;
+    // Started before the detach: this timeout clamped to the ambient 100 ms at its first poll.
+    let started_early = timeout(Duration::from_secs(10), sleep(Duration::from_secs(5)));
+    let outcome = with_deadline(
+        ambient,
+        timeout_or_detach(
+            50 * MS,
+            started_early,
+            Err(aqueduct_timeout::Elapsed::new(None, start, Duration::ZERO)),
+        ),
+    )
+    .await;
+    let (_, handle) = outcome.into_parts();
+    let elapsed = handle.expect("detached").await.expect("no panic").unwrap_err();
+    assert!(elapsed.is_ambient());
+    assert_eq!(start.elapsed(), 100 * MS);
+
+    // Anything that reads the ambient deadline after the detach finds none.
+    let reads_late = async {
+        sleep(80 * MS).await;
+        current_deadline()
+    };
+    let outcome =
+        with_deadline(start + Duration::from_secs(1), timeout_or_detach(50 * MS, reads_late, None))
+            .await;
+    let (_, handle) = outcome.into_parts();
+    assert_eq!(handle.expect("detached").await.expect("no panic"), None);
+}
