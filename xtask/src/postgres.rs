@@ -131,9 +131,22 @@ impl Cluster {
             command::output(Command::new("chown").args(["-R", user]).arg(&cluster.root))?;
         }
         let data = cluster.data_dir();
+        // `--no-locale`: a fresh machine often has LANG naming a locale that is not generated, which
+        // initdb rejects; the tests need no collation of their own.
         cluster.run(
             "initdb",
-            &["-D", path_str(&data)?, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"],
+            &[
+                "-D",
+                path_str(&data)?,
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
         )?;
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c max_connections=200",
