@@ -5,8 +5,8 @@ pub const DATABASE_URL: &str = "DATABASE_URL";
 
 /// The connection string of the test database, from `DATABASE_URL`.
 ///
-/// `cargo xtask test` always sets it: to the server on 127.0.0.1:5432 when one answers, else to a
-/// throw-away cluster it starts.
+/// `cargo xtask test` always sets it: it keeps a `DATABASE_URL` you set (after checking that it answers),
+/// else points it at the server on 127.0.0.1:5432 when one answers, else at a throw-away cluster it starts.
 ///
 /// # Panics
 ///
