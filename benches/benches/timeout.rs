@@ -51,10 +51,7 @@ fn yield_once(value: u64) -> YieldOnce {
 /// What a caller does with a timeout's result: the value, or a fallback on timeout.
 #[inline(always)]
 fn consume<E>(result: Result<u64, E>) -> u64 {
-    match result {
-        Ok(value) => value,
-        Err(_) => u64::MAX,
-    }
+    result.unwrap_or(u64::MAX)
 }
 
 fn ready_future(criterion: &mut Criterion) {
