@@ -1,7 +1,7 @@
 //! aqueduct-testkit: test doubles shared by the tests of every aqueduct crate.
 //!
 //! - [`Flaky`]: an operation that fails a set number of times, then succeeds.
-//! - [`with_latency`]: delays a future by a fixed time (use it on paused tokio time).
+//! - [`with_latency`]: delays a future by a fixed time from its first poll (use it on paused tokio time).
 //! - [`DropCounter`] and [`DropGuard`]: prove that futures, items and resources were dropped.
 //! - [`CallCounter`]: counts calls and tracks how many are in flight at once.
 //! - [`postgres`]: finds the PostgreSQL that `cargo xtask test` provides.
