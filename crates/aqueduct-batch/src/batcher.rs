@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::config::ConfigError;
 use crate::metrics::{BatcherMetrics, DispatchCounters};
-use crate::outputs::{BatchOutputs, Outcome, clone_error, clone_result, finish, start};
+use crate::outputs::{BatchOutputs, Outcome, clone_result, finish, start};
 
 /// When a [`Batcher`] dispatches a batch that is not full yet.
 ///
@@ -1044,7 +1044,7 @@ where
                 let mut replies = replies.into_iter();
                 let last = replies.next_back();
                 for reply in replies {
-                    let _ = reply.send(Err(clone_error(&error)));
+                    let _ = reply.send(Err(error.clone()));
                 }
                 if let Some(reply) = last {
                     let _ = reply.send(Err(error));

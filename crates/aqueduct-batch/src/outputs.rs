@@ -4,7 +4,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 
-use aqueduct_core::{Aggregate, Error};
+use aqueduct_core::Error;
 use futures::FutureExt as _;
 
 /// The outputs of one batch call, one per input item, in input order.
@@ -243,35 +243,6 @@ pub(crate) fn violation_message(expected: usize, returned: usize) -> String {
     )
 }
 
-/// Copies an error so that one whole-batch failure can reach every item of the batch.
-///
-/// `aqueduct_core::Error` does not implement `Clone`, so the copy is made here, variant by variant.
-pub(crate) fn clone_error<E: Clone>(error: &Error<E>) -> Error<E> {
-    match error {
-        Error::Operation(error) => Error::Operation(error.clone()),
-        Error::Elapsed { elapsed, last_error } => Error::Elapsed { elapsed: *elapsed, last_error: last_error.clone() },
-        Error::RateLimited { retry_after } => Error::RateLimited { retry_after: *retry_after },
-        Error::Full { capacity } => Error::Full { capacity: *capacity },
-        Error::Closed { reconnecting } => Error::Closed { reconnecting: *reconnecting },
-        Error::Cancelled => Error::Cancelled,
-        Error::Panicked { index, message } => Error::Panicked { index: *index, message: message.clone() },
-        Error::Exhausted { attempts, elapsed, reason, last_error } => Error::Exhausted {
-            attempts: *attempts,
-            elapsed: *elapsed,
-            reason: *reason,
-            last_error: last_error.as_ref().map(|last| Box::new(clone_error(last))),
-        },
-        Error::Aggregate(aggregate) => Error::Aggregate(Aggregate::new(
-            aggregate.iter().map(|(index, error)| (*index, clone_error(error))).collect(),
-        )),
-        Error::ContractViolation { message } => Error::ContractViolation { message: message.clone() },
-        // `Error` is non-exhaustive: a variant added to core later is reported rather than lost.
-        _ => Error::ContractViolation {
-            message: "a whole-batch error of a kind this version of aqueduct-batch cannot copy to every item".to_owned(),
-        },
-    }
-}
-
 /// Copies one per-item result for a duplicate item (dedup), with `clone_output` for the output.
 pub(crate) fn clone_result<O, E: Clone>(
     result: &Result<O, Error<E>>,
@@ -279,7 +250,7 @@ pub(crate) fn clone_result<O, E: Clone>(
 ) -> Result<O, Error<E>> {
     match result {
         Ok(output) => Ok(clone_output(output)),
-        Err(error) => Err(clone_error(error)),
+        Err(error) => Err(error.clone()),
     }
 }
 
@@ -294,7 +265,7 @@ pub(crate) fn broadcast<O, E: Clone>(
     }
     results.reserve(count);
     for _ in 1..count {
-        results.push(Err(clone_error(&error)));
+        results.push(Err(error.clone()));
     }
     results.push(Err(error));
 }

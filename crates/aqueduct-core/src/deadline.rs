@@ -61,6 +61,7 @@ pub fn with_deadline<F: IntoFuture>(at: Instant, future: F) -> WithDeadline<F::I
 /// use aqueduct_core::current_deadline;
 /// assert_eq!(current_deadline(), None);
 /// ```
+#[inline]
 pub fn current_deadline() -> Option<Instant> {
     AMBIENT.with(Cell::get)
 }
@@ -154,6 +155,7 @@ impl Deadline {
     /// assert_eq!(Deadline::clamp(Some(at)), Some(Deadline::own(at)));
     /// assert_eq!(Deadline::clamp(None), None);
     /// ```
+    #[inline]
     pub fn clamp(own: Option<Instant>) -> Option<Self> {
         match (own, current_deadline()) {
             (Some(own), Some(ambient)) if ambient < own => {

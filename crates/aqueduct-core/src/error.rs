@@ -35,7 +35,7 @@ use crate::transience::{Classify, Transience};
 /// assert!(error.operation().is_some());
 /// assert_eq!(error.to_string(), "invalid digit found in string");
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error<E> {
     /// The operation itself failed with its own error.
@@ -130,7 +130,7 @@ pub enum StopReason {
 /// assert_eq!(aggregate.first().map(|(index, _)| *index), Some(3));
 /// assert_eq!(aggregate.len(), 2);
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Aggregate<E> {
     errors: Vec<(usize, Error<E>)>,
 }
