@@ -64,3 +64,8 @@ pub mod guides {
     #[doc = include_str!("../../../docs/guides/cpu-offload.md")]
     pub mod cpu_offload {}
 }
+
+/// The workspace README's examples, compiled and run as doc tests.
+#[cfg(all(doctest, feature = "full"))]
+#[doc = include_str!("../../../README.md")]
+pub struct WorkspaceReadme;
