@@ -54,15 +54,16 @@ macro_rules! static_workload {
         let mut group = $criterion.benchmark_group(concat!("batch/", $name));
         group.bench_function(BenchmarkId::from_parameter("aqueduct"), |bencher| {
             bencher.to_async(&runtime).iter(|| async {
-                let results: Vec<Result<u64, Error<String>>> = batch(0..STATIC_ITEMS, BATCH_SIZE, IN_FLIGHT, $mock).await;
+                let results: Vec<Result<u64, Error<String>>> =
+                    batch(0..STATIC_ITEMS, BATCH_SIZE, IN_FLIGHT, $mock).await;
                 check_static(&results);
             });
         });
         group.bench_function(BenchmarkId::from_parameter("baseline"), |bencher| {
             bencher.to_async(&runtime).iter(|| async {
-                let chunks = (0..STATIC_ITEMS)
-                    .step_by(BATCH_SIZE)
-                    .map(|start| (start..(start + BATCH_SIZE as u64).min(STATIC_ITEMS)).collect::<Vec<u64>>());
+                let chunks = (0..STATIC_ITEMS).step_by(BATCH_SIZE).map(|start| {
+                    (start..(start + BATCH_SIZE as u64).min(STATIC_ITEMS)).collect::<Vec<u64>>()
+                });
                 let results: Vec<Result<u64, String>> = futures::stream::iter(chunks)
                     .map(|chunk| {
                         let count = chunk.len();
@@ -112,7 +113,13 @@ fn check_dynamic(total: u64) {
     assert_eq!(total, SUBMITTERS * (SUBMITTERS - 1), "every item doubled once");
 }
 
-fn dynamic_workload(criterion: &mut Criterion, workload: &'static str, latency: Duration, flush: Flush, with_baseline: bool) {
+fn dynamic_workload(
+    criterion: &mut Criterion,
+    workload: &'static str,
+    latency: Duration,
+    flush: Flush,
+    with_baseline: bool,
+) {
     let runtime = benches::multi_thread_runtime();
     let mut group = criterion.benchmark_group(format!("batch/{workload}"));
 
@@ -133,7 +140,8 @@ fn dynamic_workload(criterion: &mut Criterion, workload: &'static str, latency: 
     };
     group.bench_function(BenchmarkId::from_parameter("aqueduct"), |bencher| {
         bencher.to_async(&runtime).iter(|| async {
-            let handles: Vec<_> = (0..SUBMITTERS).map(|item| tokio::spawn(batcher.submit(item))).collect();
+            let handles: Vec<_> =
+                (0..SUBMITTERS).map(|item| tokio::spawn(batcher.submit(item))).collect();
             let mut total = 0;
             for handle in handles {
                 total += handle.await.expect("no panic").expect("no failure");
@@ -142,7 +150,13 @@ fn dynamic_workload(criterion: &mut Criterion, workload: &'static str, latency: 
         });
     });
     let metrics = batcher.metrics();
-    benches::record_extra("batch", workload, "aqueduct", "mean_batch_size", metrics.mean_batch_size());
+    benches::record_extra(
+        "batch",
+        workload,
+        "aqueduct",
+        "mean_batch_size",
+        metrics.mean_batch_size(),
+    );
 
     let counts = DoubleLoader { latency, batches: Arc::default(), items: Arc::default() };
     let loader = Loader::new(counts.clone()).with_max_batch_size(BATCH_SIZE);
@@ -162,7 +176,8 @@ fn dynamic_workload(criterion: &mut Criterion, workload: &'static str, latency: 
         });
     });
     #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
-    let dataloader_mean = counts.items.load(Ordering::Relaxed) as f64 / counts.batches.load(Ordering::Relaxed).max(1) as f64;
+    let dataloader_mean = counts.items.load(Ordering::Relaxed) as f64
+        / counts.batches.load(Ordering::Relaxed).max(1) as f64;
     benches::record_extra("batch", workload, "dataloader", "mean_batch_size", dataloader_mean);
 
     if with_baseline {
@@ -171,7 +186,8 @@ fn dynamic_workload(criterion: &mut Criterion, workload: &'static str, latency: 
                 let handles: Vec<_> = (0..SUBMITTERS)
                     .map(|item| {
                         tokio::spawn(async move {
-                            let outputs = mock_direct(vec![item], latency).await.expect("no failure");
+                            let outputs =
+                                mock_direct(vec![item], latency).await.expect("no failure");
                             outputs[0]
                         })
                     })
