@@ -51,10 +51,8 @@ pub(crate) struct Core<M: Manager> {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) size: AtomicUsize,
-    /// Checkouts so far; with `returned`, each on its own cache line, it gives `in_use` while each
-    /// side writes one counter once per cycle.
-    pub(crate) handed_out: Padded,
-    pub(crate) returned: Padded,
+    /// Checkouts and returns so far, striped by thread: their difference is `in_use`.
+    pub(crate) cycles: Cycles,
     /// Checkouts of a connection never handed out before (so `recycled = handed_out - fresh`).
     pub(crate) fresh_handouts: AtomicU64,
     #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
@@ -66,18 +64,60 @@ pub(crate) struct Counters {
     pub(crate) connect_errors: AtomicU64,
 }
 
-/// A counter alone on its cache line, so the threads that acquire and release do not share one.
+/// How many stripes [`Cycles`] spreads its counts over.
+const STRIPES: usize = 8;
+
+/// Checkout and return counts, one stripe per thread (modulo [`STRIPES`]): the threads that acquire
+/// and release at once each write a cache line of their own instead of fighting over one.
 #[derive(Debug, Default)]
-#[repr(align(64))]
-pub(crate) struct Padded(pub(crate) AtomicU64);
+pub(crate) struct Cycles([Stripe; STRIPES]);
+
+/// One thread's checkout and return counts, alone on their cache lines (two, for the adjacent-line
+/// prefetcher).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe {
+    handed_out: AtomicU64,
+    returned: AtomicU64,
+}
+
+impl Cycles {
+    /// The stripe of the calling thread.
+    fn stripe(&self) -> &Stripe {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        }
+        &self.0[INDEX.with(|index| *index)]
+    }
+
+    pub(crate) fn count_handout(&self) {
+        self.stripe().handed_out.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn count_return(&self) {
+        self.stripe().returned.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Checkouts so far.
+    pub(crate) fn handed_out(&self) -> u64 {
+        self.0.iter().map(|stripe| stripe.handed_out.load(Ordering::Acquire)).sum()
+    }
+
+    /// Connections checked out now.
+    pub(crate) fn in_use(&self) -> usize {
+        // Every `returned` first: a return always follows its checkout, and a return seen here makes
+        // its checkout visible to the loads below, so this never underflows.
+        let returned: u64 =
+            self.0.iter().map(|stripe| stripe.returned.load(Ordering::Acquire)).sum();
+        usize::try_from(self.handed_out().saturating_sub(returned)).unwrap_or(usize::MAX)
+    }
+}
 
 impl Counters {
     /// Connections checked out now.
     pub(crate) fn in_use(&self) -> usize {
-        // Read `returned` first: a return always follows its checkout, so this never underflows.
-        let returned = self.returned.0.load(Ordering::Acquire);
-        let handed_out = self.handed_out.0.load(Ordering::Acquire);
-        usize::try_from(handed_out.saturating_sub(returned)).unwrap_or(usize::MAX)
+        self.cycles.in_use()
     }
 }
 
@@ -274,7 +314,7 @@ impl<M: Manager> Slot<M> {
             self.broken = true;
             core.counters.evicted.fetch_add(1, Ordering::Relaxed);
         }
-        core.counters.returned.0.fetch_add(1, Ordering::AcqRel);
+        core.counters.cycles.count_return();
         if core.is_closing() {
             core.returned.notify_waiters();
         }

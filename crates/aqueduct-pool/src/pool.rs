@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use aqueduct_core::{Deadline, Elapsed, Error};
@@ -177,14 +178,50 @@ impl<M: Manager> Pool<M> {
             return Err(Error::Closed { reconnecting: false });
         }
         let mut attempt = pin!(self.get_once());
-        // The fast path: an idle connection is ready without a timer or a clock read. The slow path
-        // is boxed so that its timers do not bloat (and slow down) every acquire's future.
-        match attempt.as_mut().now_or_never() {
+        // Polled with the caller's own waker from the start: an idle connection is ready at once,
+        // and otherwise the attempt is queued exactly once (a throw-away first poll would take the
+        // waiter queue's lock twice). The clock is read and the deadline timer armed only after the
+        // first `Pending`, so an uncontended acquire pays for neither.
+        let mut timer = pin!(None::<tokio::time::Sleep>);
+        let mut waiting: Option<(Instant, Option<Deadline>)> = None;
+        let outcome = std::future::poll_fn(|context| {
+            if let Poll::Ready(result) = attempt.as_mut().poll(context) {
+                return Poll::Ready(Some(result));
+            }
+            waiting.get_or_insert_with(|| {
+                let started = Instant::now();
+                let deadline =
+                    Deadline::clamp(core.config.acquire_timeout.map(|timeout| started + timeout));
+                if let Some(deadline) = deadline {
+                    timer.set(Some(tokio::time::sleep_until(deadline.at())));
+                }
+                (started, deadline)
+            });
+            match timer.as_mut().as_pin_mut() {
+                Some(sleep) => sleep.poll(context).map(|()| None),
+                None => Poll::Pending,
+            }
+        })
+        .await;
+        match outcome {
             Some(Ok(held)) => Ok(self.hand_out(held)),
             Some(Err(failure)) => {
-                Box::pin(self.acquire_slow(attempt, || self.get_once(), Some(failure))).await
+                let (started, deadline) = waiting.unwrap_or_else(|| {
+                    let started = Instant::now();
+                    let deadline = Deadline::clamp(
+                        core.config.acquire_timeout.map(|timeout| started + timeout),
+                    );
+                    (started, deadline)
+                });
+                // Rare (a failed connect): boxed so that its timers do not bloat every acquire.
+                Box::pin(self.acquire_slow(attempt, || self.get_once(), failure, started, deadline))
+                    .await
             }
-            None => Box::pin(self.acquire_slow(attempt, || self.get_once(), None)).await,
+            None => {
+                let (started, deadline) = waiting.expect("the timer is armed only while waiting");
+                let deadline = deadline.expect("the timer fires only for a deadline");
+                Err(self.elapsed(deadline, started, None))
+            }
         }
     }
 
@@ -193,18 +230,17 @@ impl<M: Manager> Pool<M> {
         &'a self,
         mut attempt: Pin<&mut F>,
         next_attempt: impl Fn() -> F,
-        first_failure: Option<Failure<M::Error>>,
+        first_failure: Failure<M::Error>,
+        started: Instant,
+        deadline: Option<Deadline>,
     ) -> Result<PooledConnection<M>, Error<M::Error>>
     where
         F: Future<Output = Result<Held<M>, Failure<M::Error>>> + 'a,
     {
         let core = &self.shared.core;
-        let started = Instant::now();
-        let deadline =
-            Deadline::clamp(core.config.acquire_timeout.map(|timeout| started + timeout));
         let mut last_error = None;
         let mut pause = FIRST_RETRY_PAUSE;
-        let mut failure = first_failure;
+        let mut failure = Some(first_failure);
         loop {
             match failure.take() {
                 None => {}
@@ -361,7 +397,7 @@ impl<M: Manager> Pool<M> {
             counters.fresh_handouts.fetch_add(1, Ordering::Relaxed);
         }
         slot.uses += 1;
-        counters.handed_out.0.fetch_add(1, Ordering::AcqRel);
+        counters.cycles.count_handout();
         PooledConnection::new(held)
     }
 
@@ -417,9 +453,8 @@ impl<M: Manager> Pool<M> {
             waiters,
             created: counters.created.load(Ordering::Relaxed),
             recycled: counters
-                .handed_out
-                .0
-                .load(Ordering::Relaxed)
+                .cycles
+                .handed_out()
                 .saturating_sub(counters.fresh_handouts.load(Ordering::Relaxed)),
             validated: counters.validated.load(Ordering::Relaxed),
             evicted: counters.evicted.load(Ordering::Relaxed),
