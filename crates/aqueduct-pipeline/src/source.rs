@@ -1,17 +1,22 @@
 //! The source tasks: pull items from an iterator, a stream or the input channel and send them to stage 1.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::task::Poll;
 
 use aqueduct_core::Error;
 use futures_core::Stream;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 
+use tokio::time::Instant;
+
 use crate::control::{Control, ErrorSlot, Signal};
-use crate::metrics::bump;
-use crate::queue::{Envelope, Outlet, Sent};
+use crate::metrics::{bump, nanos};
+use crate::queue::{Envelope, Outlet, QueueSender, Sent};
 
 /// What every source task needs.
 pub(crate) struct SourceContext<T, E> {
@@ -83,6 +88,12 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
     where
         I: Iterator<Item = T> + Send + 'static,
     {
+        if self.window.is_none() {
+            if let Outlet::Queue(sender) = &self.outlet {
+                self.iterate_into_queue(sender, items).await;
+                return;
+            }
+        }
         let stop = self.control.stop_source.clone();
         let mut index = 0;
         while self.admit(&stop).await {
@@ -99,6 +110,40 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
                     break;
                 }
             }
+        }
+    }
+
+    /// The common case of [`iterate`](Self::iterate): unordered, into stage 1's queue. As cheap per item as
+    /// a hand-written producer: the stop flag is one atomic load, the send is kanal's own send future
+    /// (kept in this task's state, no allocation), and the clock is read only when a send has to wait.
+    ///
+    /// A send into a stage queue is never abandoned (see [`crate::queue`]); on abort, stage 1's workers
+    /// keep receiving and count what they get as unprocessed, so the send always completes.
+    async fn iterate_into_queue<I>(&self, sender: &QueueSender<T>, mut items: I)
+    where
+        I: Iterator<Item = T> + Send + 'static,
+    {
+        let stop = &*self.control.stop_source;
+        let counters = &self.control.source;
+        let mut index = 0;
+        while !stop.is_cancelled() {
+            let item = match std::panic::catch_unwind(AssertUnwindSafe(|| items.next())) {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(payload) => {
+                    self.fail_with_panic(payload);
+                    break;
+                }
+            };
+            bump(&counters.produced, 1);
+            let sent =
+                send_timed(sender, Envelope { index, item: Some(item) }, &counters.blocked_nanos)
+                    .await;
+            if !sent {
+                bump(&counters.unprocessed, 1);
+                break;
+            }
+            index += 1;
         }
     }
 
@@ -178,4 +223,29 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
             bump(&self.control.source.unprocessed, 1);
         }
     }
+}
+
+/// Sends `envelope` into a stage queue, adding the time spent waiting for room (if any) to `blocked_nanos`.
+///
+/// The clock is read only when the send has to wait, so a send that finds room costs exactly kanal's own.
+/// `false` when the receiving side is gone.
+pub(crate) async fn send_timed<T>(
+    sender: &QueueSender<T>,
+    envelope: Envelope<T>,
+    blocked_nanos: &AtomicU64,
+) -> bool {
+    let mut send = pin!(sender.send(envelope));
+    let mut started: Option<Instant> = None;
+    let sent = std::future::poll_fn(|context| match send.as_mut().poll(context) {
+        Poll::Pending => {
+            started.get_or_insert_with(Instant::now);
+            Poll::Pending
+        }
+        Poll::Ready(result) => Poll::Ready(result.is_ok()),
+    })
+    .await;
+    if let Some(started) = started {
+        bump(blocked_nanos, nanos(started.elapsed()));
+    }
+    sent
 }

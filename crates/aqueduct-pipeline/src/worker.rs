@@ -84,14 +84,22 @@ where
             control: self.control.clone(),
         };
         loop {
-            // Hot path: nothing but synchronous calls and the stage function's own future; every slow path
-            // (waiting for input or room, retries, failures) is boxed so its large future is built only when needed.
+            // Hot path: nothing but synchronous calls and the stage function's own future. Waiting for input
+            // is inline (kanal's receive future is small, and workers that outpace their upstream wait on
+            // almost every item); the rarer slow paths (waiting for room, retries, failures) are boxed.
             let envelope = match self.input.try_recv() {
                 Ok(Some(envelope)) => envelope,
-                Ok(None) => match Box::pin(self.receive_waiting()).await {
-                    Some(envelope) => envelope,
-                    None => break,
-                },
+                Ok(None) => {
+                    // Waiting for input, inline: a boxed wait allocated once per item whenever the
+                    // workers outpace their upstream, which is the common case.
+                    let started = Instant::now();
+                    let received = self.input.recv().await;
+                    bump(&self.counters.idle_nanos, nanos(started.elapsed()));
+                    match received {
+                        Ok(envelope) => envelope,
+                        Err(_) => break,
+                    }
+                }
                 Err(_) => break,
             };
             let Envelope { index, item } = envelope;
@@ -153,14 +161,6 @@ where
                 Outcome::Cancelled => bump(&self.counters.unprocessed, 1),
             }
         }
-    }
-
-    /// Waits for the next input item, counting the wait as idle time; `None` once upstream has closed.
-    async fn receive_waiting(&self) -> Option<Envelope<I>> {
-        let started = Instant::now();
-        let received = self.input.recv().await;
-        bump(&self.counters.idle_nanos, nanos(started.elapsed()));
-        received.ok()
     }
 
     async fn send_gap(&self, index: u64) {
