@@ -6,7 +6,10 @@
 //! item is ever lost inside a dropped send future. Into the output: a tokio `mpsc` queue (one consumer),
 //! sent with reserve-then-commit so that a send racing cancellation never owns the item.
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::AtomicU64;
+use std::task::Poll;
 
 use crate::control::Signal;
 use tokio::sync::mpsc;
@@ -139,4 +142,29 @@ impl<T: Send + 'static> Outlet<T> {
         bump(blocked_nanos, nanos(started.elapsed()));
         sent
     }
+}
+
+/// Sends `envelope` into a stage queue, adding the time spent waiting for room (if any) to `blocked_nanos`.
+///
+/// The clock is read only when the send has to wait, so a send that finds room costs exactly kanal's own.
+/// `false` when the receiving side is gone.
+pub(crate) async fn send_timed<T>(
+    sender: &QueueSender<T>,
+    envelope: Envelope<T>,
+    blocked_nanos: &AtomicU64,
+) -> bool {
+    let mut send = pin!(sender.send(envelope));
+    let mut started: Option<Instant> = None;
+    let sent = std::future::poll_fn(|context| match send.as_mut().poll(context) {
+        Poll::Pending => {
+            started.get_or_insert_with(Instant::now);
+            Poll::Pending
+        }
+        Poll::Ready(result) => Poll::Ready(result.is_ok()),
+    })
+    .await;
+    if let Some(started) = started {
+        bump(blocked_nanos, nanos(started.elapsed()));
+    }
+    sent
 }

@@ -1,22 +1,17 @@
 //! The source tasks: pull items from an iterator, a stream or the input channel and send them to stage 1.
 
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::task::Poll;
 
 use aqueduct_core::Error;
 use futures_core::Stream;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 
-use tokio::time::Instant;
-
 use crate::control::{Control, ErrorSlot, Signal};
-use crate::metrics::{bump, nanos};
-use crate::queue::{Envelope, Outlet, QueueSender, Sent};
+use crate::metrics::bump;
+use crate::queue::{Envelope, Outlet, QueueSender, Sent, send_timed};
 
 /// What every source task needs.
 pub(crate) struct SourceContext<T, E> {
@@ -223,29 +218,4 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
             bump(&self.control.source.unprocessed, 1);
         }
     }
-}
-
-/// Sends `envelope` into a stage queue, adding the time spent waiting for room (if any) to `blocked_nanos`.
-///
-/// The clock is read only when the send has to wait, so a send that finds room costs exactly kanal's own.
-/// `false` when the receiving side is gone.
-pub(crate) async fn send_timed<T>(
-    sender: &QueueSender<T>,
-    envelope: Envelope<T>,
-    blocked_nanos: &AtomicU64,
-) -> bool {
-    let mut send = pin!(sender.send(envelope));
-    let mut started: Option<Instant> = None;
-    let sent = std::future::poll_fn(|context| match send.as_mut().poll(context) {
-        Poll::Pending => {
-            started.get_or_insert_with(Instant::now);
-            Poll::Pending
-        }
-        Poll::Ready(result) => Poll::Ready(result.is_ok()),
-    })
-    .await;
-    if let Some(started) = started {
-        bump(blocked_nanos, nanos(started.elapsed()));
-    }
-    sent
 }

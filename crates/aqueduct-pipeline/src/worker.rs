@@ -15,7 +15,7 @@ use crate::DeadLetter;
 use crate::config::{Failure, FailurePolicy, RetryDecider};
 use crate::control::{Control, ErrorSlot, Signal};
 use crate::metrics::{StageState, WorkerCounters, bump, nanos};
-use crate::queue::{Envelope, Outlet, QueueReceiver, Sent};
+use crate::queue::{Envelope, Outlet, QueueReceiver, Sent, send_timed};
 
 /// The parts of a stage's configuration the workers need at run time.
 pub(crate) struct StagePolicy<I, E> {
@@ -137,16 +137,27 @@ where
                         continue;
                     }
                     let envelope = Envelope { index, item: Some(output) };
-                    let sent = match self.outlet.try_send(envelope) {
-                        Ok(sent) => sent,
-                        Err(envelope) => {
-                            let waiting = self.outlet.send_waiting(
-                                envelope,
-                                &self.control.cancel,
-                                &self.counters.blocked_nanos,
-                            );
-                            Box::pin(waiting).await
+                    let sent = match &self.outlet {
+                        // Into the next stage: kanal's send, inline, timed only if it has to wait.
+                        Outlet::Queue(sender) => {
+                            if send_timed(sender, envelope, &self.counters.blocked_nanos).await {
+                                Sent::Delivered
+                            } else {
+                                Sent::Unprocessed
+                            }
                         }
+                        Outlet::Output(_) | Outlet::Discard => match self.outlet.try_send(envelope)
+                        {
+                            Ok(sent) => sent,
+                            Err(envelope) => {
+                                let waiting = self.outlet.send_waiting(
+                                    envelope,
+                                    &self.control.cancel,
+                                    &self.counters.blocked_nanos,
+                                );
+                                Box::pin(waiting).await
+                            }
+                        },
                     };
                     match sent {
                         Sent::Delivered => bump(&self.counters.items_out, 1),
