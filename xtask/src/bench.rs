@@ -181,11 +181,15 @@ fn criterion_results(
             if !concerns.iter().any(|wanted| wanted == concern) {
                 continue;
             }
-            let workload = match benchmark["value_str"].as_str() {
-                Some(value) if !value.is_empty() => format!("{workload} ({value})"),
-                _ => workload.to_owned(),
+            let function = benchmark["function_id"].as_str().filter(|name| !name.is_empty());
+            let value = benchmark["value_str"].as_str().filter(|value| !value.is_empty());
+            // `BenchmarkId::from_parameter(name)` stores the contender as the value, with no function id.
+            let (workload, contender) = match (function, value) {
+                (Some(function), Some(value)) => (format!("{workload} ({value})"), function),
+                (Some(function), None) => (workload.to_owned(), function),
+                (None, Some(value)) => (workload.to_owned(), value),
+                (None, None) => (workload.to_owned(), "unnamed"),
             };
-            let contender = benchmark["function_id"].as_str().unwrap_or("unnamed");
             let median = estimates["median"]["point_estimate"]
                 .as_f64()
                 .context("criterion estimates have a median")?;
