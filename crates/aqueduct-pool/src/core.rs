@@ -86,9 +86,15 @@ impl Cycles {
     fn stripe(&self) -> &Stripe {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         thread_local! {
-            static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            // Const-initialised (no lazy registration on every access); `STRIPES` means unassigned.
+            static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(STRIPES) };
         }
-        &self.0[INDEX.with(|index| *index)]
+        let mut index = INDEX.get();
+        if index == STRIPES {
+            index = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            INDEX.set(index);
+        }
+        &self.0[index]
     }
 
     pub(crate) fn count_handout(&self) {
