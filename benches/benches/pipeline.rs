@@ -217,7 +217,9 @@ fn workload(criterion: &mut Criterion, name: &str, stages: usize) {
     let items = items();
     let mut group = criterion.benchmark_group(format!("pipeline/{name}"));
     group.throughput(criterion::Throughput::Elements(items));
-    group.bench_function("aqueduct", |bencher| bencher.to_async(&runtime).iter(|| aqueduct(items, stages)));
+    group.bench_function("aqueduct", |bencher| {
+        bencher.to_async(&runtime).iter(|| aqueduct(items, stages))
+    });
     group.bench_function("baseline-kanal", |bencher| {
         bencher.to_async(&runtime).iter(|| baseline_kanal(items, stages));
     });
@@ -272,8 +274,20 @@ fn peak_memory(_criterion: &mut Criterion) {
         let growth = after.saturating_sub(before) as f64;
         #[allow(clippy::cast_precision_loss)]
         let peak = after as f64;
-        benches::record_extra("pipeline", &format!("peak-memory-{label}"), "aqueduct", "peak_rss_bytes", peak);
-        benches::record_extra("pipeline", &format!("peak-memory-{label}"), "aqueduct", "peak_rss_growth_bytes", growth);
+        benches::record_extra(
+            "pipeline",
+            &format!("peak-memory-{label}"),
+            "aqueduct",
+            "peak_rss_bytes",
+            peak,
+        );
+        benches::record_extra(
+            "pipeline",
+            &format!("peak-memory-{label}"),
+            "aqueduct",
+            "peak_rss_growth_bytes",
+            growth,
+        );
     }
     // Let the runtime's threads settle before criterion's groups start.
     std::thread::sleep(Duration::from_millis(10));
