@@ -2,11 +2,13 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod config;
 mod deadline;
 mod elapsed;
 mod error;
 mod transience;
 
+pub use crate::config::ConfigError;
 pub use crate::deadline::{Deadline, WithDeadline, current_deadline, remaining, with_deadline};
 pub use crate::elapsed::Elapsed;
 pub use crate::error::{Aggregate, Error, StopReason};

@@ -1,7 +1,5 @@
 //! Pool configuration shared by the builders: the backend choice, sizing defaults and the build error.
 
-use std::fmt;
-
 /// Where a [`CpuPool`](crate::CpuPool) runs its jobs.
 ///
 /// # Examples
@@ -11,7 +9,7 @@ use std::fmt;
 ///
 /// let pool = CpuPool::builder().backend(Backend::Rayon).build()?;
 /// assert_eq!(pool.backend(), Backend::Rayon);
-/// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+/// # Ok::<(), aqueduct_cpu_offload::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -26,21 +24,7 @@ pub enum Backend {
     SpawnBlocking,
 }
 
-/// A configuration that [`CpuPoolBuilder::build`](crate::CpuPoolBuilder::build) or
-/// [`ProcessPoolBuilder::build`](crate::process::ProcessPoolBuilder::build) refused; the message says what to change.
-///
-/// # Examples
-///
-/// ```
-/// use aqueduct_cpu_offload::CpuPool;
-///
-/// let error = CpuPool::builder().threads(0).build().unwrap_err();
-/// assert!(error.to_string().starts_with("threads must be at least 1"));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildError {
-    message: String,
-}
+pub use aqueduct_core::ConfigError;
 
 /// The number of threads a pool gets when none is configured: `std::thread::available_parallelism()`.
 ///
@@ -56,33 +40,3 @@ pub struct BuildError {
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
-
-// ===== impl BuildError =====
-
-impl BuildError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
-    }
-
-    /// The message, which says what to change.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use aqueduct_cpu_offload::CpuPool;
-    ///
-    /// let error = CpuPool::builder().capacity(0).build().unwrap_err();
-    /// assert!(error.message().contains("capacity"));
-    /// ```
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for BuildError {}

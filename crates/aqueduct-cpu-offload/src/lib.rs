@@ -12,7 +12,7 @@ pub mod process;
 
 pub use aqueduct_core::{Deadline, Elapsed, Error};
 
-pub use crate::config::{Backend, BuildError, default_threads};
+pub use crate::config::{Backend, ConfigError, default_threads};
 pub use crate::global::run;
 pub use crate::job::{CancelToken, JobHandle};
 pub use crate::pool::{CpuPool, CpuPoolBuilder, DEFAULT_CAPACITY_PER_THREAD, Run, Status, Submit};

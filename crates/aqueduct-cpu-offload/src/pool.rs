@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, TryAcquireError, oneshot};
 use tokio::time::Instant;
 
 use crate::blocking::BlockingQueue;
-use crate::config::{Backend, BuildError, default_threads};
+use crate::config::{Backend, ConfigError, default_threads};
 use crate::job::{CancelToken, JobHandle, Ticket, execute};
 
 /// How many queued-or-running jobs a pool accepts per thread when no capacity is configured.
@@ -26,7 +26,7 @@ use crate::job::{CancelToken, JobHandle, Ticket, execute};
 ///
 /// let pool = CpuPool::builder().threads(4).build()?;
 /// assert_eq!(pool.capacity(), 4 * DEFAULT_CAPACITY_PER_THREAD);
-/// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+/// # Ok::<(), aqueduct_cpu_offload::ConfigError>(())
 /// ```
 pub const DEFAULT_CAPACITY_PER_THREAD: usize = 128;
 
@@ -73,7 +73,7 @@ pub struct CpuPool {
 ///     .on_worker_start(|index| eprintln!("worker {index} ready"))
 ///     .build()?;
 /// assert_eq!(pool.threads(), 2);
-/// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+/// # Ok::<(), aqueduct_cpu_offload::ConfigError>(())
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct CpuPoolBuilder {
@@ -96,7 +96,7 @@ pub struct CpuPoolBuilder {
 /// let pool = CpuPool::builder().threads(1).capacity(8).build()?;
 /// let status = pool.status();
 /// assert_eq!((status.threads, status.capacity, status.in_flight, status.closed), (1, 8, 0, false));
-/// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+/// # Ok::<(), aqueduct_cpu_offload::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -174,7 +174,7 @@ impl CpuPool {
     /// ```
     /// let pool = aqueduct_cpu_offload::CpuPool::builder().build()?;
     /// assert_eq!(pool.threads(), aqueduct_cpu_offload::default_threads());
-    /// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+    /// # Ok::<(), aqueduct_cpu_offload::ConfigError>(())
     /// ```
     pub fn builder() -> CpuPoolBuilder {
         CpuPoolBuilder {
@@ -577,7 +577,7 @@ impl CpuPool {
     /// ```
     /// let pool = aqueduct_cpu_offload::CpuPool::builder().build()?;
     /// assert!(!pool.is_closed());
-    /// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+    /// # Ok::<(), aqueduct_cpu_offload::ConfigError>(())
     /// ```
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()
@@ -590,7 +590,7 @@ impl CpuPool {
     /// ```
     /// let pool = aqueduct_cpu_offload::CpuPool::builder().threads(3).build()?;
     /// assert_eq!(pool.threads(), 3);
-    /// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+    /// # Ok::<(), aqueduct_cpu_offload::ConfigError>(())
     /// ```
     pub fn threads(&self) -> usize {
         self.inner.threads
@@ -603,7 +603,7 @@ impl CpuPool {
     /// ```
     /// let pool = aqueduct_cpu_offload::CpuPool::builder().threads(2).build()?;
     /// assert_eq!(pool.capacity(), 2 * aqueduct_cpu_offload::DEFAULT_CAPACITY_PER_THREAD);
-    /// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+    /// # Ok::<(), aqueduct_cpu_offload::ConfigError>(())
     /// ```
     pub fn capacity(&self) -> usize {
         self.inner.capacity
@@ -710,7 +710,7 @@ impl CpuPoolBuilder {
     /// ```
     /// let pool = aqueduct_cpu_offload::CpuPool::builder().threads(1).build()?;
     /// assert_eq!(pool.threads(), 1);
-    /// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+    /// # Ok::<(), aqueduct_cpu_offload::ConfigError>(())
     /// ```
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads);
@@ -724,7 +724,7 @@ impl CpuPoolBuilder {
     /// ```
     /// let pool = aqueduct_cpu_offload::CpuPool::builder().capacity(4).build()?;
     /// assert_eq!(pool.capacity(), 4);
-    /// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+    /// # Ok::<(), aqueduct_cpu_offload::ConfigError>(())
     /// ```
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = Some(capacity);
@@ -748,7 +748,7 @@ impl CpuPoolBuilder {
     /// ```
     /// let pool = aqueduct_cpu_offload::CpuPool::builder().thread_name("parse").build()?;
     /// # drop(pool);
-    /// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+    /// # Ok::<(), aqueduct_cpu_offload::ConfigError>(())
     /// ```
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
         self.thread_name = Some(prefix.into());
@@ -777,7 +777,7 @@ impl CpuPoolBuilder {
     ///     })
     ///     .build()?;
     /// # drop(pool);
-    /// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+    /// # Ok::<(), aqueduct_cpu_offload::ConfigError>(())
     /// ```
     pub fn on_worker_start(mut self, initializer: impl Fn(usize) + Send + Sync + 'static) -> Self {
         self.initializer = Some(Arc::new(initializer));
@@ -797,7 +797,7 @@ impl CpuPoolBuilder {
     /// let builder = aqueduct_cpu_offload::CpuPool::builder().thread_niceness(10);
     /// # #[cfg(target_os = "linux")]
     /// # builder.build()?;
-    /// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+    /// # Ok::<(), aqueduct_cpu_offload::ConfigError>(())
     /// ```
     pub fn thread_niceness(mut self, increment: i32) -> Self {
         self.thread_niceness = increment;
@@ -814,7 +814,7 @@ impl CpuPoolBuilder {
     /// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     /// let pool = CpuPool::builder().backend(Backend::SpawnBlocking).runtime(runtime.handle().clone()).build()?;
     /// assert_eq!(pool.backend(), Backend::SpawnBlocking);
-    /// # Ok::<(), aqueduct_cpu_offload::BuildError>(())
+    /// # Ok::<(), aqueduct_cpu_offload::ConfigError>(())
     /// ```
     pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
         self.runtime = Some(handle);
@@ -825,7 +825,7 @@ impl CpuPoolBuilder {
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] saying what to change when `threads` or `capacity` is 0, the capacity exceeds
+    /// A [`ConfigError`] saying what to change when `threads` or `capacity` is 0, the capacity exceeds
     /// `u32::MAX`, [`Backend::SpawnBlocking`] finds no tokio runtime, or the threads cannot be started.
     ///
     /// # Examples
@@ -834,10 +834,10 @@ impl CpuPoolBuilder {
     /// let error = aqueduct_cpu_offload::CpuPool::builder().threads(0).build().unwrap_err();
     /// assert!(error.message().contains("at least 1"));
     /// ```
-    pub fn build(self) -> Result<CpuPool, BuildError> {
+    pub fn build(self) -> Result<CpuPool, ConfigError> {
         let threads = match self.threads {
             Some(0) => {
-                return Err(BuildError::new(format!(
+                return Err(ConfigError::new(format!(
                     "threads must be at least 1; leave it unset to use available_parallelism ({} here)",
                     default_threads()
                 )));
@@ -847,7 +847,7 @@ impl CpuPoolBuilder {
         };
         let capacity = match self.capacity {
             Some(0) => {
-                return Err(BuildError::new(
+                return Err(ConfigError::new(
                     "capacity must be at least 1: it is the most jobs queued or running at once",
                 ));
             }
@@ -855,25 +855,25 @@ impl CpuPoolBuilder {
             None => threads.saturating_mul(DEFAULT_CAPACITY_PER_THREAD),
         };
         if capacity > u32::MAX as usize || capacity > Semaphore::MAX_PERMITS {
-            return Err(BuildError::new(format!(
+            return Err(ConfigError::new(format!(
                 "capacity must be at most {}, got {capacity}",
                 u32::MAX
             )));
         }
         if !(0..=19).contains(&self.thread_niceness) {
-            return Err(BuildError::new(format!(
+            return Err(ConfigError::new(format!(
                 "thread_niceness must be between 0 (unchanged) and 19 (lowest priority), got {}",
                 self.thread_niceness
             )));
         }
         if self.thread_niceness > 0 && self.backend != Backend::Rayon {
-            return Err(BuildError::new(
+            return Err(ConfigError::new(
                 "thread_niceness needs the rayon backend: tokio's blocking threads are shared with the rest of the \
                  program, so the pool must not change their priority",
             ));
         }
         if self.thread_niceness > 0 && !cfg!(target_os = "linux") {
-            return Err(BuildError::new(
+            return Err(ConfigError::new(
                 "thread_niceness is supported on Linux only; leave it at 0 elsewhere",
             ));
         }
@@ -901,7 +901,7 @@ impl CpuPoolBuilder {
                     });
                 }
                 let pool = builder.build().map_err(|error| {
-                    BuildError::new(format!("could not start the rayon threads: {error}"))
+                    ConfigError::new(format!("could not start the rayon threads: {error}"))
                 })?;
                 Executor::Rayon(pool)
             }
@@ -909,7 +909,7 @@ impl CpuPoolBuilder {
                 let handle = match self.runtime {
                     Some(handle) => handle,
                     None => tokio::runtime::Handle::try_current().map_err(|_| {
-                        BuildError::new(
+                        ConfigError::new(
                             "the spawn_blocking backend needs a tokio runtime: build the pool inside one or pass \
                              its handle with `runtime(handle)`",
                         )

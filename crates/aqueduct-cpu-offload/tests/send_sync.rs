@@ -1,7 +1,7 @@
 //! Every public type that crosses tasks or threads is `Send` (and `Sync` where shared), checked at compile time.
 
 use aqueduct_cpu_offload::{
-    Backend, BuildError, CancelToken, CpuPool, CpuPoolBuilder, JobHandle, Run, Status, Submit,
+    Backend, CancelToken, ConfigError, CpuPool, CpuPoolBuilder, JobHandle, Run, Status, Submit,
 };
 
 fn assert_send<T: Send>() {}
@@ -18,7 +18,7 @@ fn public_types_are_send_and_sync() {
     assert_send::<Status>();
     assert_sync::<Status>();
     assert_send::<Backend>();
-    assert_sync::<BuildError>();
+    assert_sync::<ConfigError>();
 }
 
 #[cfg(unix)]

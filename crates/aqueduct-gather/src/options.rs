@@ -1,6 +1,5 @@
 //! Options shared by every gather form: the concurrency limit and what to do with panics.
 
-use std::fmt;
 use std::num::NonZeroUsize;
 
 /// What a gather does when a child panics.
@@ -53,20 +52,7 @@ pub struct GatherOptionsBuilder {
     panics: PanicPolicy,
 }
 
-/// An invalid configuration, reported by a `build()` method; the message says what to change.
-///
-/// # Examples
-///
-/// ```
-/// use aqueduct_gather::GatherOptions;
-///
-/// let error = GatherOptions::builder().limit(0).build().unwrap_err();
-/// assert!(error.to_string().contains("at least 1"));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    message: String,
-}
+pub use aqueduct_core::ConfigError;
 
 // ===== impl GatherOptions =====
 
@@ -190,19 +176,3 @@ impl GatherOptionsBuilder {
         Ok(GatherOptions { limit, panics: self.panics })
     }
 }
-
-// ===== impl ConfigError =====
-
-impl ConfigError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "invalid gather configuration: {}", self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}

@@ -9,53 +9,7 @@ use aqueduct_core::{Error, StopReason};
 /// The capacity of every queue unless configured otherwise: the `maxsize=100` of the Python original.
 pub const DEFAULT_CAPACITY: usize = 100;
 
-/// A pipeline or stage configuration that [`PipelineBuilder::build`](crate::PipelineBuilder::build) rejected.
-///
-/// The message says which setting is wrong and what to change.
-///
-/// # Examples
-///
-/// ```
-/// use aqueduct_pipeline::PipelineBuilder;
-///
-/// let error = PipelineBuilder::<u32, ()>::from_items(0..10u32)
-///     .stage(0, |item| async move { Ok::<_, ()>(item) })
-///     .build()
-///     .unwrap_err();
-/// assert!(error.to_string().contains("workers"));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
-    }
-
-    /// The explanation of what is wrong and what to change.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use aqueduct_pipeline::PipelineBuilder;
-    ///
-    /// let error = PipelineBuilder::<u32, ()>::from_items(0..1u32).capacity(0).build().unwrap_err();
-    /// assert!(error.message().contains("capacity"));
-    /// ```
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use aqueduct_core::ConfigError;
 
 /// An item that failed in a stage, handed to a [`StageOptions::skip`] callback.
 ///

@@ -1,6 +1,5 @@
 //! Configuration values: `Rate`, `Quota` (a rate with its burst), and `ConfigError` for what `build()` refuses.
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::gcra::Params;
@@ -48,20 +47,7 @@ pub struct Quota {
     pub(crate) params: Params,
 }
 
-/// A configuration that `build()` (or [`Quota::new`]) refused, with a message saying what to change.
-///
-/// # Examples
-///
-/// ```
-/// use aqueduct_ratelimit::Limiter;
-///
-/// let error = Limiter::builder().max_concurrent(0).build().unwrap_err();
-/// assert_eq!(error.to_string(), "max_concurrent is 0; set it to at least 1");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    message: String,
-}
+pub use aqueduct_core::ConfigError;
 
 /// The slowest supported interval between two tokens: one year.
 const MAX_INTERVAL: Duration = Duration::from_secs(365 * 86_400);
@@ -255,32 +241,3 @@ impl Quota {
         u32::try_from(self.params.burst).unwrap_or(u32::MAX)
     }
 }
-
-// ===== impl ConfigError =====
-
-impl ConfigError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
-    }
-
-    /// The message, saying what to change.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use aqueduct_ratelimit::{Quota, Rate};
-    /// let error = Quota::new(Rate::per_second(1), 0).unwrap_err();
-    /// assert!(error.message().contains("burst"));
-    /// ```
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}

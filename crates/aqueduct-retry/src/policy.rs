@@ -1,6 +1,5 @@
 //! `RetryPolicy` and its builder: backoff, jitter, cap, attempts, deadlines, hints, budget and seed.
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::budget::RetryBudget;
@@ -129,49 +128,7 @@ impl HintMode {
     }
 }
 
-/// A configuration value `build()` refused, with a message saying what to change.
-///
-/// # Examples
-///
-/// ```
-/// use aqueduct_retry::RetryPolicy;
-///
-/// let error = RetryPolicy::builder().max_attempts(0).build().unwrap_err();
-/// assert_eq!(error.to_string(), "max_attempts must be at least 1 (1 means no retry)");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
-    }
-
-    /// What was wrong and what to change.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use aqueduct_retry::RetryPolicy;
-    ///
-    /// let error = RetryPolicy::builder().exponential(Duration::from_millis(1), f64::NAN).build().unwrap_err();
-    /// assert!(error.message().contains("factor"));
-    /// ```
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use aqueduct_core::ConfigError;
 
 /// A reusable retry policy: backoff, jitter, cap, attempts, deadline, per-attempt timeout, hints, budget.
 ///

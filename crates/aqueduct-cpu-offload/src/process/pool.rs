@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::protocol::{HELLO, Request, Response, WORKER_ENV, frame, frame_length};
 use super::worker::Entry;
-use crate::config::{BuildError, default_threads};
+use crate::config::{ConfigError, default_threads};
 
 /// How long a new worker may take to start serving when none is configured.
 ///
@@ -595,7 +595,7 @@ impl ProcessPoolBuilder {
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] saying what to change when `workers` or `capacity` is 0, the capacity exceeds `u32::MAX`,
+    /// A [`ConfigError`] saying what to change when `workers` or `capacity` is 0, the capacity exceeds `u32::MAX`,
     /// the current process is itself a worker, or a worker does not start serving within the start timeout
     /// (typically because `main` does not call [`serve_if_worker`](super::serve_if_worker) first).
     ///
@@ -612,10 +612,10 @@ impl ProcessPoolBuilder {
     /// assert!(error.message().starts_with("workers must be at least 1"));
     /// # }
     /// ```
-    pub async fn build(self) -> Result<ProcessPool, BuildError> {
+    pub async fn build(self) -> Result<ProcessPool, ConfigError> {
         let workers = match self.workers {
             Some(0) => {
-                return Err(BuildError::new(format!(
+                return Err(ConfigError::new(format!(
                     "workers must be at least 1; leave it unset to use available_parallelism ({} here)",
                     default_threads()
                 )));
@@ -625,7 +625,7 @@ impl ProcessPoolBuilder {
         };
         let capacity = match self.capacity {
             Some(0) => {
-                return Err(BuildError::new(
+                return Err(ConfigError::new(
                     "capacity must be at least 1: it is the most jobs queued or running at once",
                 ));
             }
@@ -633,21 +633,21 @@ impl ProcessPoolBuilder {
             None => workers.saturating_mul(64),
         };
         if capacity > u32::MAX as usize || capacity > Semaphore::MAX_PERMITS {
-            return Err(BuildError::new(format!(
+            return Err(ConfigError::new(format!(
                 "capacity must be at most {}, got {capacity}",
                 u32::MAX
             )));
         }
         if self.max_jobs_per_worker == Some(0) {
-            return Err(BuildError::new(
+            return Err(ConfigError::new(
                 "max_jobs_per_worker must be at least 1; leave it unset to keep workers for the pool's lifetime",
             ));
         }
         if self.start_timeout.is_zero() {
-            return Err(BuildError::new("start_timeout must be longer than zero"));
+            return Err(ConfigError::new("start_timeout must be longer than zero"));
         }
         if std::env::var_os(WORKER_ENV).is_some() {
-            return Err(BuildError::new(
+            return Err(ConfigError::new(
                 "this process is a worker of a process pool and may not start its own: call \
                  `serve_if_worker` first thing in `main`",
             ));
@@ -655,7 +655,7 @@ impl ProcessPoolBuilder {
         let program = match self.program {
             Some(program) => program,
             None => std::env::current_exe().map_err(|error| {
-                BuildError::new(format!(
+                ConfigError::new(format!(
                     "could not find the current executable to start workers from: {error}"
                 ))
             })?,
@@ -679,7 +679,7 @@ impl ProcessPoolBuilder {
         };
         let mut started = Vec::with_capacity(workers);
         for _ in 0..workers {
-            started.push(inner.start_worker().await.map_err(BuildError::new)?);
+            started.push(inner.start_worker().await.map_err(ConfigError::new)?);
         }
         *inner.idle.lock().unwrap_or_else(PoisonError::into_inner) = started;
         Ok(ProcessPool { inner: Arc::new(inner) })
