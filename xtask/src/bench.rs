@@ -258,6 +258,24 @@ fn is_peer(contender: &str) -> bool {
         && contender != "inline"
 }
 
+/// The results grouped by `(concern, workload)`, in order.
+fn by_workload(results: &[Value]) -> BTreeMap<(String, String), Vec<&Value>> {
+    let mut workloads: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
+    for result in results {
+        let (concern, workload, _) = key(result);
+        workloads.entry((concern, workload)).or_default().push(result);
+    }
+    workloads
+}
+
+/// The smallest median among a workload's peers; infinite when no peer has one.
+fn best_peer_median(rows: &[&Value]) -> f64 {
+    rows.iter()
+        .filter(|row| is_peer(row["contender"].as_str().unwrap_or_default()))
+        .filter_map(|row| row["median_ns"].as_f64())
+        .fold(f64::INFINITY, f64::min)
+}
+
 /// Regenerates the table between the markers in `docs/benchmarks.md`.
 fn write_table(results: &[Value]) -> anyhow::Result<()> {
     let mut table = String::new();
@@ -265,17 +283,8 @@ fn write_table(results: &[Value]) -> anyhow::Result<()> {
         "| concern | workload | contender | median | ratio to best peer | other figures |\n",
     );
     table.push_str("|---|---|---|---:|---:|---|\n");
-    let mut workloads: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
-    for result in results {
-        let (concern, workload, _) = key(result);
-        workloads.entry((concern, workload)).or_default().push(result);
-    }
-    for ((concern, workload), rows) in &workloads {
-        let best_peer = rows
-            .iter()
-            .filter(|row| is_peer(row["contender"].as_str().unwrap_or_default()))
-            .filter_map(|row| row["median_ns"].as_f64())
-            .fold(f64::INFINITY, f64::min);
+    for ((concern, workload), rows) in &by_workload(results) {
+        let best_peer = best_peer_median(rows);
         for row in rows {
             let contender = row["contender"].as_str().unwrap_or_default();
             let median = row["median_ns"].as_f64();
@@ -315,17 +324,8 @@ fn write_table(results: &[Value]) -> anyhow::Result<()> {
 /// An SVG bar chart: one bar per aqueduct contender, its median over the best peer's (1.0 = parity).
 fn write_chart(results: &[Value]) -> anyhow::Result<()> {
     let mut bars = Vec::new();
-    let mut workloads: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
-    for result in results {
-        let (concern, workload, _) = key(result);
-        workloads.entry((concern, workload)).or_default().push(result);
-    }
-    for ((concern, workload), rows) in &workloads {
-        let best_peer = rows
-            .iter()
-            .filter(|row| is_peer(row["contender"].as_str().unwrap_or_default()))
-            .filter_map(|row| row["median_ns"].as_f64())
-            .fold(f64::INFINITY, f64::min);
+    for ((concern, workload), rows) in &by_workload(results) {
+        let best_peer = best_peer_median(rows);
         if !best_peer.is_finite() || best_peer <= 0.0 {
             continue;
         }
