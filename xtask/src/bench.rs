@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::command;
+use crate::targets::{self, Rule, TARGETS};
 
 /// The committed results, merged across runs so a run of one concern keeps the others' figures.
 const RESULTS_FILE: &str = "docs/benchmarks.json";
@@ -16,12 +17,15 @@ const TABLE_FILE: &str = "docs/benchmarks.md";
 const CHART_FILE: &str = "docs/benchmarks.svg";
 const TABLE_START: &str = "<!-- bench-table:start -->";
 const TABLE_END: &str = "<!-- bench-table:end -->";
+const TARGETS_START: &str = "<!-- bench-targets:start -->";
+const TARGETS_END: &str = "<!-- bench-targets:end -->";
 
 #[derive(Debug, Default)]
 pub(crate) struct Options {
     concerns: Vec<String>,
     quick: bool,
     check: bool,
+    report_only: bool,
 }
 
 impl Options {
@@ -31,8 +35,9 @@ impl Options {
             match argument.as_str() {
                 "--quick" => options.quick = true,
                 "--check" => options.check = true,
+                "--report" => options.report_only = true,
                 flag if flag.starts_with('-') => {
-                    bail!("unknown flag `{flag}` (expected --quick or --check)")
+                    bail!("unknown flag `{flag}` (expected --quick, --check or --report)")
                 }
                 concern => options.concerns.push(concern.to_owned()),
             }
@@ -52,6 +57,13 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         let build = ["build", "--package", "benches", "--benches"];
         command::step(&mut failures, "compile the benches", &mut command::cargo(&build));
         return command::finish(&failures);
+    }
+    if options.report_only {
+        let results = read_results()?;
+        write_table(&results)?;
+        write_chart(&results)?;
+        eprintln!("xtask: regenerated {TABLE_FILE} and {CHART_FILE} from {RESULTS_FILE}");
+        return Ok(());
     }
     let available = bench_targets()?;
     let concerns =
@@ -313,33 +325,45 @@ fn write_table(results: &[Value]) -> anyhow::Result<()> {
     }
     let current =
         std::fs::read_to_string(TABLE_FILE).with_context(|| format!("cannot read {TABLE_FILE}"))?;
-    let (Some(start), Some(end)) = (current.find(TABLE_START), current.find(TABLE_END)) else {
-        bail!("{TABLE_FILE} lacks the markers {TABLE_START} and {TABLE_END}");
-    };
-    let updated = format!("{}{TABLE_START}\n{table}{}", &current[..start], &current[end..]);
+    let updated = replace_between(&current, TABLE_START, TABLE_END, &table)?;
+    let updated = replace_between(&updated, TARGETS_START, TARGETS_END, &targets::table(results))?;
     std::fs::write(TABLE_FILE, updated)?;
     Ok(())
 }
 
-/// An SVG bar chart: one bar per aqueduct contender, its median over the best peer's (1.0 = parity).
+/// `text` with what lies between the `start` and `end` markers replaced by `content`.
+fn replace_between(text: &str, start: &str, end: &str, content: &str) -> anyhow::Result<String> {
+    let (Some(from), Some(to)) = (text.find(start), text.find(end)) else {
+        bail!("{TABLE_FILE} lacks the markers {start} and {end}");
+    };
+    Ok(format!("{}{start}\n{content}{}", &text[..from], &text[to..]))
+}
+
+/// An SVG bar chart: one bar per ratio target, the measured ratio over the target's limit (1.0 = the limit).
 fn write_chart(results: &[Value]) -> anyhow::Result<()> {
     let mut bars = Vec::new();
-    for ((concern, workload), rows) in &by_workload(results) {
-        let best_peer = best_peer_median(rows);
-        if !best_peer.is_finite() || best_peer <= 0.0 {
+    for target in TARGETS {
+        let Rule::RatioAtMost { reference, limit } = target.rule else { continue };
+        let (Some(ours), Some(theirs)) = (
+            targets::lookup(results, target.concern, target.ours),
+            targets::lookup(results, target.concern, reference),
+        ) else {
             continue;
-        }
-        for row in rows {
-            let contender = row["contender"].as_str().unwrap_or_default();
-            if let (true, Some(median)) =
-                (contender.starts_with("aqueduct"), row["median_ns"].as_f64())
-            {
-                bars.push((format!("{concern} / {workload} / {contender}"), median / best_peer));
-            }
+        };
+        if theirs > 0.0 {
+            let label = format!(
+                "#{} {} / {} / {} vs {} (limit {limit:.2}×)",
+                target.issue,
+                target.concern,
+                target.ours.workload,
+                target.ours.contender,
+                reference.contender
+            );
+            bars.push((label, ours / theirs / limit));
         }
     }
     let row_height = 22.0;
-    let label_width = 520.0;
+    let label_width = 640.0;
     let bar_space = 360.0;
     let max_ratio = bars.iter().map(|(_, ratio)| *ratio).fold(2.0_f64, f64::max).min(10.0);
     let height = row_height * (bars.len() as f64 + 3.0);
@@ -347,18 +371,12 @@ fn write_chart(results: &[Value]) -> anyhow::Result<()> {
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"8\" y=\"16\" font-weight=\"bold\">aqueduct median time over the best peer's (lower is better; the line is parity)</text>\n"
+         <text x=\"8\" y=\"16\" font-weight=\"bold\">each ratio target of the issues: the measured ratio over the target's limit (at or left of the line: met)</text>\n"
     );
     for (index, (label, ratio)) in bars.iter().enumerate() {
         let y = row_height * (index as f64 + 1.5);
         let length = bar_space * ratio.min(max_ratio) / max_ratio;
-        let colour = if *ratio <= 1.0 {
-            "#2e8b57"
-        } else if *ratio <= 1.2 {
-            "#e0a030"
-        } else {
-            "#c0392b"
-        };
+        let colour = if *ratio <= 1.0 { "#2e8b57" } else { "#c0392b" };
         writeln!(
             svg,
             "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>",
@@ -373,7 +391,7 @@ fn write_chart(results: &[Value]) -> anyhow::Result<()> {
         )?;
         writeln!(
             svg,
-            "<text x=\"{:.0}\" y=\"{:.0}\">{ratio:.2}×</text>",
+            "<text x=\"{:.0}\" y=\"{:.0}\">{ratio:.2}</text>",
             label_width + length + 4.0,
             y + 14.0
         )?;
@@ -393,7 +411,7 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-fn format_duration(nanos: f64) -> String {
+pub(crate) fn format_duration(nanos: f64) -> String {
     if nanos >= 1e9 {
         format!("{:.3} s", nanos / 1e9)
     } else if nanos >= 1e6 {

@@ -3,6 +3,7 @@
 mod bench;
 mod command;
 mod postgres;
+mod targets;
 #[cfg(test)]
 mod tidy;
 
@@ -20,6 +21,7 @@ commands:
   bench [CONCERN..] [--quick]  run the criterion benches side by side with the peers; writes
                                target/bench-report/summary.json and regenerates docs/benchmarks.md
   bench --check                only compile the benches
+  bench --report               regenerate docs/benchmarks.md (tables, targets) and the chart from docs/benchmarks.json
   ci                           lint, test, bench --check
   demo                         every crate together: a flaky local HTTP server, retries, rate limits, the CPU
                                pool, a pipeline and batched writes to PostgreSQL (or memory, with a notice)
