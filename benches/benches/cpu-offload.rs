@@ -9,7 +9,8 @@
 //! - `cpu-offload/timer lateness`: while four loops keep both cores saturated with 5 ms jobs, a 1 ms interval timer
 //!   ticks on the runtime; criterion times 10 ticks, and the lateness of every tick (actual minus scheduled) is
 //!   recorded as `p50_lateness_ns`, `p99_lateness_ns` and `max_lateness_ns`. `inline` runs the same jobs on the
-//!   runtime's own workers, the baseline that shows why offloading matters.
+//!   runtime's own workers, the baseline that shows why offloading matters; `baseline-idle` ticks with no load at
+//!   all, the floor set by tokio's 1 ms timer granularity.
 //!
 //! Contenders: `aqueduct` (a `CpuPool`, rayon backend; in the lateness workload also `aqueduct-background`, the same
 //! pool with `thread_niceness(10)`), `rayon-oneshot` (a dedicated rayon pool, `spawn` plus a
@@ -363,6 +364,8 @@ enum Load {
     RayonOneshot(Arc<rayon::ThreadPool>),
     SpawnBlocking,
     Inline,
+    /// No load at all: the floor of the timer's own lateness (tokio's timer has a 1 ms granularity).
+    Idle,
 }
 
 impl Load {
@@ -387,6 +390,7 @@ impl Load {
                 tokio::task::yield_now().await;
                 spins
             }
+            Self::Idle => 0,
         }
     }
 }
@@ -397,7 +401,8 @@ fn start_load(
     load: &Load,
     stop: &Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..LOAD_LOOPS)
+    let loops = if matches!(load, Load::Idle) { 0 } else { LOAD_LOOPS };
+    (0..loops)
         .map(|_| {
             let (load, stop) = (load.clone(), Arc::clone(stop));
             runtime.spawn(async move {
@@ -443,6 +448,7 @@ fn timer_lateness(criterion: &mut Criterion) {
         ("rayon-oneshot", Load::RayonOneshot(rayon_pool())),
         ("spawn_blocking", Load::SpawnBlocking),
         ("inline", Load::Inline),
+        ("baseline-idle", Load::Idle),
     ];
     let mut group = criterion.benchmark_group("cpu-offload/timer lateness");
     for (contender, load) in contenders {
