@@ -54,7 +54,9 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     if options.check {
         let mut failures = Vec::new();
         // The dev profile: `--check` proves the benches build and link, without the bench profile's LTO time.
-        let build = ["build", "--package", "benches", "--benches"];
+        // The whole workspace with all features, as the tests select it, so the dependencies built for the tests
+        // are reused.
+        let build = ["build", "--workspace", "--all-features", "--benches"];
         command::step(&mut failures, "compile the benches", &mut command::cargo(&build));
         return command::finish(&failures);
     }

@@ -15,7 +15,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test                         every test: nextest (or cargo test), the bb8/all-features runs, doc tests, tidy;
+  test                         every test: nextest (or cargo test) with all features (both pool backends), again with
+                               default features for crates that have features, doc tests, tidy;
                                PostgreSQL is provided (DATABASE_URL, the local server, or a throw-away cluster)
   lint                         cargo fmt --check, clippy -D warnings on all targets and features, rustdoc -D warnings
   bench [CONCERN..] [--quick]  run the criterion benches side by side with the peers; writes
@@ -84,22 +85,16 @@ fn run_tests(arguments: &[String]) -> anyhow::Result<()> {
         command::step(&mut failures, &name, command::cargo(&arguments).envs(env));
     }
 
-    let doc_tests = [
-        "test",
-        "--doc",
-        "--workspace",
-        "--exclude",
-        "benches",
-        "--exclude",
-        "xtask",
-        "--all-features",
-    ];
+    let doc_tests = ["test", "--doc", "--workspace", "--all-features"];
     command::step(&mut failures, "doc tests", command::cargo(&doc_tests).envs(env));
     command::finish(&failures)
 }
 
-/// The test runs of `cargo xtask test` before the doc tests: the workspace with default features, then
-/// each crate with optional features (for example the pool's bb8 backend) again with all of them.
+/// The test runs of `cargo xtask test` before the doc tests: the whole workspace with every feature (the pool's
+/// tests then cover both backends), then each crate with optional features again with its defaults.
+///
+/// Every step of `ci` selects the whole workspace with all features, so cargo resolves the same features for the
+/// dependencies and builds them once; only the default-features runs rebuild the few crates whose features differ.
 fn test_runs(nextest: bool, packages_with_features: &[String]) -> Vec<(String, Vec<String>)> {
     // Each run adds only what it selects to the runner: cargo and nextest reject a repeated flag.
     let runner: &[&str] =
@@ -107,13 +102,13 @@ fn test_runs(nextest: bool, packages_with_features: &[String]) -> Vec<(String, V
     let with =
         |extra: &[&str]| runner.iter().chain(extra).map(|&argument| argument.to_owned()).collect();
     let mut runs = vec![(
-        "tests (default features)".to_owned(),
-        with(&["--workspace", "--exclude", "benches"]),
+        "tests (every crate, all features)".to_owned(),
+        with(&["--workspace", "--all-features"]),
     )];
     for package in packages_with_features {
         runs.push((
-            format!("tests of {package} (all features)"),
-            with(&["--package", package, "--all-features"]),
+            format!("tests of {package} (default features)"),
+            with(&["--package", package]),
         ));
     }
     runs
@@ -166,16 +161,7 @@ fn lint(arguments: &[String]) -> anyhow::Result<()> {
     let clippy =
         ["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"];
     command::step(&mut failures, "clippy", &mut command::cargo(&clippy));
-    let doc = [
-        "doc",
-        "--workspace",
-        "--no-deps",
-        "--all-features",
-        "--exclude",
-        "benches",
-        "--exclude",
-        "xtask",
-    ];
+    let doc = ["doc", "--workspace", "--no-deps", "--all-features"];
     command::step(
         &mut failures,
         "rustdoc",
