@@ -42,9 +42,22 @@ impl<M: Manager> Held<M> {
         }
     }
 
-    /// Returns the connection to its backend, or closes it when the return checks fail.
-    pub(crate) fn release(mut self) {
-        let keep = self.slot_mut().on_return();
+    /// Whether the connection goes back by simply dropping this (deadpool's `Object` puts it back),
+    /// given the verdict of the return checks: yes unless it is to be closed or a `close` waits.
+    #[inline]
+    pub(crate) fn returns_by_drop(&self, keep: bool) -> bool {
+        match self {
+            Self::Deadpool(object) => keep && !object.core.is_closing(),
+            #[cfg(feature = "bb8")]
+            Self::Bb8(..) => false,
+        }
+    }
+
+    /// Returns the connection to its backend, or closes it when the return checks failed (`keep`
+    /// false); then tells a waiting `close`.
+    pub(crate) fn release(self, keep: bool) {
+        // A `close` waiting for the connections to come back is told once this one is back.
+        let core = self.slot().core.is_closing().then(|| Arc::clone(&self.slot().core));
         match self {
             Self::Deadpool(object) => {
                 if !keep {
@@ -54,9 +67,13 @@ impl<M: Manager> Held<M> {
             // bb8 asks `has_broken` on return, which reads the `broken` flag `on_return` set.
             #[cfg(feature = "bb8")]
             Self::Bb8(connection, permit) => {
+                connection.core.counters.cycles.count_return();
                 drop(connection);
                 drop(permit);
             }
+        }
+        if let Some(core) = core {
+            core.returned.notify_waiters();
         }
     }
 }

@@ -45,13 +45,36 @@ pub(crate) struct Core<M: Manager> {
     pub(crate) panic: Mutex<Option<String>>,
     /// The last error of a connect no caller was waiting on (background top-up, bb8's spawned connects).
     last_connect_error: Mutex<Option<M::Error>>,
+    /// The time settings of the checkout and return checks, and the maintenance ticks.
+    pub(crate) clock: Clock,
+}
+
+/// The time settings of the checks, and the maintenance ticks that let a return skip the clock.
+///
+/// A checkout reads the clock once. A return usually does not: it stamps its checkout time as the
+/// time it came back, which is early by the time it was held. Such a stamp is never later than the
+/// real return time, so an idle time computed from it is never too short: validation may run a
+/// little more often than the window says, never less often. A return reads the clock only when a
+/// maintenance tick passed while it was out (it may have been held long), or when its connection
+/// is within two maintenance intervals of expiring (so that an expired connection is still closed
+/// when it comes back).
+pub(crate) struct Clock {
+    /// Maintenance ticks so far.
+    ticks: AtomicU64,
+    /// How close to its expiry a checkout must be for its return to read the clock.
+    return_horizon: Duration,
+    idle_timeout: Option<Duration>,
+    validate_after_idle: Option<Duration>,
+    /// The earlier of the two (`Duration::MAX` for neither): how long a returned slot stays fresh.
+    fresh_for: Duration,
 }
 
 /// The counters behind [`PoolStatus`](crate::PoolStatus).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) size: AtomicUsize,
-    /// Checkouts and returns so far, striped by thread: their difference is `in_use`.
+    /// Checkouts so far, and with bb8 returns too (their difference is its `in_use`; deadpool
+    /// counts its own users), striped by thread.
     pub(crate) cycles: Cycles,
     /// Checkouts of a connection never handed out before (so `recycled = handed_out - fresh`).
     pub(crate) fresh_handouts: AtomicU64,
@@ -101,6 +124,7 @@ impl Cycles {
         self.stripe().handed_out.fetch_add(1, Ordering::AcqRel);
     }
 
+    #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
     pub(crate) fn count_return(&self) {
         self.stripe().returned.fetch_add(1, Ordering::AcqRel);
     }
@@ -111,6 +135,7 @@ impl Cycles {
     }
 
     /// Connections checked out now.
+    #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
     pub(crate) fn in_use(&self) -> usize {
         // Every `returned` first: a return always follows its checkout, and a return seen here makes
         // its checkout visible to the loads below, so this never underflows.
@@ -121,7 +146,8 @@ impl Cycles {
 }
 
 impl Counters {
-    /// Connections checked out now.
+    /// Connections checked out now (bb8: deadpool counts its own).
+    #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
     pub(crate) fn in_use(&self) -> usize {
         self.cycles.in_use()
     }
@@ -132,8 +158,20 @@ pub(crate) struct Slot<M: Manager> {
     pub(crate) connection: M::Connection,
     id: u64,
     pub(crate) created: Instant,
-    expires_at: Option<Instant>,
-    pub(crate) last_used: Instant,
+    /// When it expires (far in the future without `max_lifetime`).
+    expires_at: Instant,
+    /// A checkout at or after this reads the clock on return, since the connection may expire while
+    /// out: two maintenance intervals before `expires_at`.
+    read_clock_from: Instant,
+    /// When it was last returned (no later than the real time, see [`Clock`]), or opened.
+    last_used: Instant,
+    /// When it was last checked out (read from the clock), or opened.
+    checked_out: Instant,
+    /// The maintenance tick count at that checkout.
+    checkout_tick: u64,
+    /// Until when a checkout needs no time-based check: the earliest of its expiry, the end of the
+    /// validation window and the idle timeout, counted from `last_used`.
+    fresh_until: Instant,
     generation: u64,
     /// Set by `mark_broken`, a fatal error, or a failed return check: the slot must not be reused.
     pub(crate) broken: bool,
@@ -149,7 +187,6 @@ impl<M: Manager> Core<M> {
     pub(crate) fn new(manager: M, config: PoolConfig) -> Self {
         Self {
             manager,
-            config,
             counters: Counters::default(),
             generation: AtomicU64::new(0),
             closing: AtomicBool::new(false),
@@ -159,6 +196,8 @@ impl<M: Manager> Core<M> {
             stash: Mutex::new(Vec::new()),
             panic: Mutex::new(None),
             last_connect_error: Mutex::new(None),
+            clock: Clock::new(&config),
+            config,
         }
     }
 
@@ -194,15 +233,26 @@ impl<M: Manager> Core<M> {
         }
         self.counters.size.fetch_add(1, Ordering::AcqRel);
         self.counters.created.fetch_add(1, Ordering::Relaxed);
+        let expires_at = self
+            .config
+            .max_lifetime
+            .and_then(|lifetime| now.checked_add(jittered(lifetime, self.config.lifetime_jitter)))
+            .unwrap_or_else(|| far_future(now));
+        let read_clock_from = if self.config.max_lifetime.is_some() {
+            expires_at.checked_sub(self.clock.return_horizon).unwrap_or(now).max(now)
+        } else {
+            expires_at
+        };
         Ok(Slot {
             connection,
             id,
             created: now,
-            expires_at: self
-                .config
-                .max_lifetime
-                .map(|lifetime| now + jittered(lifetime, self.config.lifetime_jitter)),
+            expires_at,
+            read_clock_from,
             last_used: now,
+            checked_out: now,
+            checkout_tick: self.clock.ticks(),
+            fresh_until: self.clock.fresh_until(expires_at, now),
             generation: self.generation.load(Ordering::Acquire),
             broken: false,
             uses: 0,
@@ -216,17 +266,12 @@ impl<M: Manager> Core<M> {
         !slot.broken
             && !self.is_closing()
             && slot.generation == self.generation.load(Ordering::Acquire)
-            && slot.expires_at.is_none_or(|at| now < at)
-    }
-
-    /// Whether an idle or returning slot may stay in the pool, by the checks that cost no round trip.
-    pub(crate) fn keeps(&self, slot: &mut Slot<M>, now: Instant) -> bool {
-        self.keeps_idle(slot, now) && !self.manager.is_broken(&mut slot.connection)
+            && now < slot.expires_at
     }
 
     /// Whether a slot sat idle longer than `idle_timeout`.
     pub(crate) fn idle_too_long(&self, slot: &Slot<M>, now: Instant) -> bool {
-        self.config
+        self.clock
             .idle_timeout
             .is_some_and(|limit| now.saturating_duration_since(slot.last_used) >= limit)
     }
@@ -242,17 +287,29 @@ impl<M: Manager> Core<M> {
         lock(&self.stash).pop()
     }
 
-    /// The checkout check of an idle slot: cheap checks, idleness, then the manager's recycle.
+    /// The checkout check of an idle slot: cheap checks, then (only once the slot is no longer
+    /// fresh) expiry, idleness and the validation window, then the manager's recycle.
     pub(crate) async fn recycle(&self, slot: &mut Slot<M>) -> bool {
         let now = Instant::now();
-        if !self.keeps(slot, now) || self.idled_out(slot, now) {
+        let mut keep = !slot.broken
+            && !self.is_closing()
+            && slot.generation == self.generation.load(Ordering::Acquire)
+            && !self.manager.is_broken(&mut slot.connection);
+        let mut validate = false;
+        // Most checkouts stop at this comparison: not expired, not idle long, not due for validation.
+        if keep && now >= slot.fresh_until {
+            keep = now < slot.expires_at && !self.idled_out(slot, now);
+            validate = self
+                .clock
+                .validate_after_idle
+                .is_some_and(|window| now.saturating_duration_since(slot.last_used) >= window);
+        }
+        if !keep {
             self.counters.evicted.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        let validate = self
-            .config
-            .validate_after_idle
-            .is_some_and(|window| now.saturating_duration_since(slot.last_used) >= window);
+        slot.checked_out = now;
+        slot.checkout_tick = self.clock.ticks();
         if slot.uses == 0 && !validate {
             // Never handed out and not idle long: fresh from connect (and its hook), nothing to reset.
             return true;
@@ -306,25 +363,66 @@ impl<M: Manager> Core<M> {
 
 impl<M: Manager> Slot<M> {
     /// Runs when its guard is dropped: stamps the return time and says whether to keep the slot.
+    #[inline]
     pub(crate) fn on_return(&mut self) -> bool {
         // Field by field, so the core is borrowed while the connection is mutated: no `Arc` clone.
         let core = &*self.core;
-        let now = Instant::now();
+        let now = if self.checked_out >= self.read_clock_from
+            || core.clock.ticks() != self.checkout_tick
+        {
+            Instant::now()
+        } else {
+            self.checked_out
+        };
         self.last_used = now;
+        self.fresh_until = core.clock.fresh_until(self.expires_at, now);
         let keep = !self.broken
             && !core.is_closing()
             && self.generation == core.generation.load(Ordering::Acquire)
-            && self.expires_at.is_none_or(|at| now < at)
+            && now < self.expires_at
             && !core.manager.is_broken(&mut self.connection);
         if !keep {
             self.broken = true;
             core.counters.evicted.fetch_add(1, Ordering::Relaxed);
         }
-        core.counters.cycles.count_return();
-        if core.is_closing() {
-            core.returned.notify_waiters();
-        }
         keep
+    }
+}
+
+// ===== impl Clock =====
+
+impl Clock {
+    fn new(config: &PoolConfig) -> Self {
+        let fresh_for = config
+            .validate_after_idle
+            .unwrap_or(Duration::MAX)
+            .min(config.idle_timeout.unwrap_or(Duration::MAX));
+        Self {
+            ticks: AtomicU64::new(0),
+            return_horizon: config.maintenance_interval.saturating_mul(2),
+            idle_timeout: config.idle_timeout,
+            validate_after_idle: config.validate_after_idle,
+            fresh_for,
+        }
+    }
+
+    /// Maintenance ticks so far.
+    pub(crate) fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+
+    /// Counts a maintenance tick: returns of connections checked out before it read the clock.
+    pub(crate) fn tick(&self) {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Until when a slot last used at `last_used` needs no time-based check at checkout.
+    #[inline]
+    fn fresh_until(&self, expires_at: Instant, last_used: Instant) -> Instant {
+        match last_used.checked_add(self.fresh_for) {
+            Some(end) if end < expires_at => end,
+            _ => expires_at,
+        }
     }
 }
 
@@ -335,6 +433,11 @@ impl<M: Manager> Drop for Slot<M> {
             lock(&self.core.terminators).remove(&self.id);
         }
     }
+}
+
+/// An instant that stands for "never": about thirty years after `now` (as tokio's own far future).
+fn far_future(now: Instant) -> Instant {
+    now + Duration::from_secs(86_400 * 365 * 30)
 }
 
 /// A lifetime shortened by a random amount up to `jitter`, so connections made together expire apart.

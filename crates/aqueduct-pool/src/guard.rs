@@ -204,8 +204,15 @@ impl<M: Manager> DerefMut for PooledConnection<M> {
 
 impl<M: Manager> Drop for PooledConnection<M> {
     fn drop(&mut self) {
+        let Some(held) = &mut self.held else { return };
+        let keep = held.slot_mut().on_return();
+        if held.returns_by_drop(keep) {
+            // The common case, without moving the connection out: the `held` field is dropped right
+            // after this, and deadpool's `Object` puts the connection back.
+            return;
+        }
         if let Some(held) = self.held.take() {
-            held.release();
+            held.release(keep);
         }
     }
 }

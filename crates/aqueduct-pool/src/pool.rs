@@ -8,6 +8,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use aqueduct_core::{Deadline, Elapsed, Error};
+#[cfg(feature = "bb8")]
 use futures::FutureExt;
 use tokio::time::Instant;
 
@@ -22,6 +23,11 @@ use crate::status::PoolStatus;
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(10);
 /// The longest pause between connect attempts inside one `acquire`.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// deadpool's timeouts for taking a connection only if a permit is free (creation and recycling are
+/// bounded by the pool's own timeouts).
+const NO_WAIT: deadpool::managed::Timeouts =
+    deadpool::managed::Timeouts { wait: Some(Duration::ZERO), create: None, recycle: None };
 
 /// An async connection pool: the seed's `ConnectionPool(dsn, min_size, max_size)`.
 ///
@@ -173,15 +179,53 @@ impl<M: Manager> Pool<M> {
     /// # }
     /// ```
     pub async fn acquire(&self) -> Result<PooledConnection<M>, Error<M::Error>> {
-        let core = &self.shared.core;
-        if core.is_closing() {
+        if self.shared.core.is_closing() {
             return Err(Error::Closed { reconnecting: false });
         }
-        let mut attempt = pin!(self.get_once());
-        // Polled with the caller's own waker from the start: an idle connection is ready at once,
-        // and otherwise the attempt is queued exactly once (a throw-away first poll would take the
-        // waiter queue's lock twice). The clock is read and the deadline timer armed only after the
-        // first `Pending`, so an uncontended acquire pays for neither.
+        match &self.shared.backend {
+            BackendPool::Deadpool(pool) => {
+                // First without queueing: a free permit means nobody is waiting (tokio's semaphore
+                // hands a returned permit straight to the first waiter), so this never overtakes a
+                // waiter, and it skips the waiter-queue machinery of a waiting `get`. Polled once
+                // with the caller's own waker: an idle connection is ready at once.
+                let mut taking = pin!(pool.timeout_get(&NO_WAIT));
+                match std::future::poll_fn(|context| Poll::Ready(taking.as_mut().poll(context)))
+                    .await
+                {
+                    Poll::Ready(Ok(object)) => return Ok(self.hand_out(Held::Deadpool(object))),
+                    // Every permit is taken: wait in line below.
+                    Poll::Ready(Err(deadpool::managed::PoolError::Timeout(_))) => {}
+                    // A connect failed: retry under the deadline.
+                    Poll::Ready(Err(error)) => {
+                        let failed = std::future::ready(Err(deadpool_failure(error)));
+                        return self.wait_for(pin!(failed)).await;
+                    }
+                    // Connecting or validating: finish under the deadline.
+                    Poll::Pending => {
+                        let finishing =
+                            async { taking.await.map(Held::Deadpool).map_err(deadpool_failure) };
+                        return self.wait_for(pin!(finishing)).await;
+                    }
+                }
+            }
+            #[cfg(feature = "bb8")]
+            BackendPool::Bb8 { .. } => {}
+        }
+        self.wait_for(pin!(self.get_once())).await
+    }
+
+    /// Waits for `attempt` until the deadline, retrying failed connects with a backoff.
+    async fn wait_for<F>(
+        &self,
+        mut attempt: Pin<&mut F>,
+    ) -> Result<PooledConnection<M>, Error<M::Error>>
+    where
+        F: Future<Output = Result<Held<M>, Failure<M::Error>>>,
+    {
+        let core = &self.shared.core;
+        // Polled with the caller's own waker from the start, so a waiter is queued exactly once (a
+        // throw-away first poll would take the waiter queue's lock twice). The clock is read and
+        // the deadline timer armed only after the first `Pending`.
         let mut timer = pin!(None::<tokio::time::Sleep>);
         let mut waiting: Option<(Instant, Option<Deadline>)> = None;
         let outcome = std::future::poll_fn(|context| {
@@ -214,8 +258,7 @@ impl<M: Manager> Pool<M> {
                     (started, deadline)
                 });
                 // Rare (a failed connect): boxed so that its timers do not bloat every acquire.
-                Box::pin(self.acquire_slow(attempt, || self.get_once(), failure, started, deadline))
-                    .await
+                Box::pin(self.acquire_slow(failure, started, deadline)).await
             }
             None => {
                 let (started, deadline) = waiting.expect("the timer is armed only while waiting");
@@ -225,61 +268,51 @@ impl<M: Manager> Pool<M> {
         }
     }
 
-    /// Waits for the attempt under way, retrying failed connects with a backoff, until the deadline.
-    async fn acquire_slow<'a, F>(
-        &'a self,
-        mut attempt: Pin<&mut F>,
-        next_attempt: impl Fn() -> F,
+    /// After a failed attempt: backs off, then tries again, until the deadline.
+    async fn acquire_slow(
+        &self,
         first_failure: Failure<M::Error>,
         started: Instant,
         deadline: Option<Deadline>,
-    ) -> Result<PooledConnection<M>, Error<M::Error>>
-    where
-        F: Future<Output = Result<Held<M>, Failure<M::Error>>> + 'a,
-    {
+    ) -> Result<PooledConnection<M>, Error<M::Error>> {
         let core = &self.shared.core;
         let mut last_error = None;
         let mut pause = FIRST_RETRY_PAUSE;
-        let mut failure = Some(first_failure);
+        let mut failure = first_failure;
         loop {
-            match failure.take() {
-                None => {}
-                Some(Failure::Closed) => return Err(Error::Closed { reconnecting: false }),
-                Some(Failure::Panicked(message)) => {
+            match failure {
+                Failure::Closed => return Err(Error::Closed { reconnecting: false }),
+                Failure::Panicked(message) => {
                     return Err(Error::Panicked { index: None, message });
                 }
-                Some(connect_failure) => {
-                    if let Failure::Connect(error) = connect_failure {
-                        last_error = Some(error);
-                    }
-                    // Back off before the next connect, but never past the deadline.
-                    let wake = Instant::now() + pause;
-                    pause = (pause * 2).min(MAX_RETRY_PAUSE);
-                    match deadline {
-                        Some(deadline) if deadline.at() <= wake => {
-                            tokio::time::sleep_until(deadline.at()).await;
-                            return Err(self.elapsed(deadline, started, last_error));
-                        }
-                        _ => tokio::time::sleep_until(wake).await,
-                    }
-                    if core.is_closing() {
-                        return Err(Error::Closed { reconnecting: false });
-                    }
-                    attempt.set(next_attempt());
+                Failure::Connect(error) => last_error = Some(error),
+                Failure::ConnectTimeout => {}
+            }
+            // Back off before the next connect, but never past the deadline.
+            let wake = Instant::now() + pause;
+            pause = (pause * 2).min(MAX_RETRY_PAUSE);
+            match deadline {
+                Some(deadline) if deadline.at() <= wake => {
+                    tokio::time::sleep_until(deadline.at()).await;
+                    return Err(self.elapsed(deadline, started, last_error));
                 }
+                _ => tokio::time::sleep_until(wake).await,
+            }
+            if core.is_closing() {
+                return Err(Error::Closed { reconnecting: false });
             }
             let result = match deadline {
                 Some(deadline) => {
-                    match tokio::time::timeout_at(deadline.at(), attempt.as_mut()).await {
+                    match tokio::time::timeout_at(deadline.at(), self.get_once()).await {
                         Ok(result) => result,
                         Err(_) => return Err(self.elapsed(deadline, started, last_error)),
                     }
                 }
-                None => attempt.as_mut().await,
+                None => self.get_once().await,
             };
             match result {
                 Ok(held) => return Ok(self.hand_out(held)),
-                Err(next) => failure = Some(next),
+                Err(next) => failure = next,
             }
         }
     }
@@ -320,18 +353,11 @@ impl<M: Manager> Pool<M> {
         }
         let full = Error::Full { capacity: core.max_size() };
         let held = match &self.shared.backend {
-            BackendPool::Deadpool(pool) => {
-                let no_wait = deadpool::managed::Timeouts {
-                    wait: Some(Duration::ZERO),
-                    create: None,
-                    recycle: None,
-                };
-                match pool.timeout_get(&no_wait).await {
-                    Ok(object) => Held::Deadpool(object),
-                    Err(deadpool::managed::PoolError::Timeout(_)) => return Err(full),
-                    Err(error) => return Err(deadpool_error(error)),
-                }
-            }
+            BackendPool::Deadpool(pool) => match pool.timeout_get(&NO_WAIT).await {
+                Ok(object) => Held::Deadpool(object),
+                Err(deadpool::managed::PoolError::Timeout(_)) => return Err(full),
+                Err(error) => return Err(deadpool_error(error)),
+            },
             #[cfg(feature = "bb8")]
             BackendPool::Bb8 { pool, gate } => {
                 let permit = Arc::clone(gate).try_acquire_owned().map_err(|_| full)?;
@@ -353,12 +379,9 @@ impl<M: Manager> Pool<M> {
 
     async fn get_once(&self) -> Result<Held<M>, Failure<M::Error>> {
         match &self.shared.backend {
-            BackendPool::Deadpool(pool) => match pool.get().await {
-                Ok(object) => Ok(Held::Deadpool(object)),
-                Err(deadpool::managed::PoolError::Backend(failure)) => Err(failure),
-                Err(deadpool::managed::PoolError::Closed) => Err(Failure::Closed),
-                Err(_) => Err(Failure::ConnectTimeout),
-            },
+            BackendPool::Deadpool(pool) => {
+                pool.get().await.map(Held::Deadpool).map_err(deadpool_failure)
+            }
             #[cfg(feature = "bb8")]
             BackendPool::Bb8 { pool, gate } => {
                 let core = &self.shared.core;
@@ -439,7 +462,7 @@ impl<M: Manager> Pool<M> {
         let core = &self.shared.core;
         let counters = &core.counters;
         let size = counters.size.load(Ordering::Acquire);
-        let in_use = counters.in_use();
+        let in_use = self.shared.in_use();
         let waiters = match &self.shared.backend {
             BackendPool::Deadpool(pool) => pool.status().waiting,
             #[cfg(feature = "bb8")]
@@ -579,7 +602,7 @@ impl<M: Manager> Pool<M> {
         let all_back = async {
             loop {
                 let notified = core.returned.notified();
-                if core.counters.in_use() == 0 {
+                if self.shared.in_use() == 0 {
                     return;
                 }
                 notified.await;
@@ -631,6 +654,20 @@ impl<M: Manager> std::fmt::Debug for Pool<M> {
 // ===== impl Shared =====
 
 impl<M: Manager> Shared<M> {
+    /// Connections checked out now (with deadpool, also one being recycled for a caller right now).
+    fn in_use(&self) -> usize {
+        match &self.backend {
+            // deadpool counts its users (holders, and callers inside `get`); as many of them as it
+            // has objects that are not idle hold one. Its count spares a checkout a counter of ours.
+            BackendPool::Deadpool(pool) => {
+                let status = pool.status();
+                status.size.saturating_sub(status.available)
+            }
+            #[cfg(feature = "bb8")]
+            BackendPool::Bb8 { .. } => self.core.counters.in_use(),
+        }
+    }
+
     /// Closes idle connections that are broken, expired, retired by `expire_all`, or idle too long
     /// (never going below `min_size` for idleness).
     fn reap_idle(&self) {
@@ -725,6 +762,7 @@ async fn maintain<M: Manager>(shared: Weak<Shared<M>>, interval: Duration) {
         if shared.core.is_closing() {
             return;
         }
+        shared.core.clock.tick();
         shared.reap_idle();
         shared.top_up().await;
     }
@@ -737,6 +775,15 @@ struct WaitingGuard<'a>(&'a std::sync::atomic::AtomicUsize);
 impl Drop for WaitingGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What a failed deadpool `get` means for an acquire.
+fn deadpool_failure<E>(error: deadpool::managed::PoolError<Failure<E>>) -> Failure<E> {
+    match error {
+        deadpool::managed::PoolError::Backend(failure) => failure,
+        deadpool::managed::PoolError::Closed => Failure::Closed,
+        _ => Failure::ConnectTimeout,
     }
 }
 

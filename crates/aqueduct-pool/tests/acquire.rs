@@ -44,6 +44,29 @@ async fn an_exhausted_pool_makes_callers_wait_then_hands_over_in_arrival_order()
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_caller_arriving_as_a_connection_comes_back_never_overtakes_a_waiter() {
+    use futures::FutureExt;
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder.max_size(1).build().await.expect("builds");
+        let held = pool.acquire().await.expect("room");
+        let waiter = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.acquire().await.map(|connection| connection.id()) })
+        };
+        common::settle().await;
+        assert_eq!(pool.status().waiters, 1, "{backend:?}");
+        let id = held.id();
+        drop(held);
+        // The waiter has not run yet: the connection is its own, so a newcomer finds none free.
+        assert!(pool.acquire().now_or_never().is_none(), "the newcomer waits ({backend:?})");
+        assert!(pool.try_acquire().await.expect_err("taken").is_full(), "{backend:?}");
+        assert_eq!(waiter.await.expect("no panic").expect("served"), id, "{backend:?}");
+        common::assert_at_rest(&pool, &database);
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_full_pool_times_out_after_acquire_timeout_without_a_connect_error() {
     for &backend in Backend::all() {
         let (builder, database) = common::builder(backend);

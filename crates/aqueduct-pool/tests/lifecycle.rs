@@ -99,6 +99,27 @@ async fn validation_runs_only_after_the_idle_window() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_long_hold_does_not_count_as_idle_time_once_a_maintenance_tick_passed() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder
+            .max_size(1)
+            .validate_after_idle(Duration::from_millis(500))
+            .maintenance_interval(Duration::from_millis(200))
+            .build()
+            .await
+            .expect("builds");
+        let held = pool.acquire().await.expect("room");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(pool.acquire().await.expect("room"));
+        assert_eq!(database.pings(), 0, "held 2 s but idle 100 ms: not validated ({backend:?})");
+        common::assert_at_rest(&pool, &database);
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn dead_idle_connections_are_detected_at_the_next_checkout() {
     for &backend in Backend::all() {
         let (builder, database) = common::builder(backend);
