@@ -265,7 +265,7 @@ where
                 let (sender, receiver) = queue::bounded::<T>(capacity);
                 let worker_counters: Vec<Arc<WorkerCounters>> =
                     (0..workers).map(|_| Arc::default()).collect();
-                let depth = receiver.clone();
+                let depth = receiver.depth();
                 let state = Arc::new(StageState {
                     index,
                     workers,

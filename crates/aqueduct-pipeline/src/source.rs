@@ -10,8 +10,9 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::control::{Control, ErrorSlot, Signal};
-use crate::metrics::bump;
-use crate::queue::{Envelope, Outlet, QueueSender, Sent, send_timed};
+use crate::metrics::{bump, nanos};
+use crate::queue::{Message, Outlet, QueueSender, Sent, TrySendError};
+use tokio::time::Instant;
 
 /// What every source task needs.
 pub(crate) struct SourceContext<T, E> {
@@ -53,12 +54,11 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
     /// Hands one item to stage 1 (or the output). `false` when it could not, because the pipeline was cancelled.
     async fn emit(&self, index: u64, item: T) -> bool {
         bump(&self.control.source.produced, 1);
-        let envelope = Envelope { index, item: Some(item) };
-        let sent = match self.outlet.try_send(envelope) {
+        let sent = match self.outlet.try_send(index, item) {
             Ok(sent) => sent,
-            Err(envelope) => {
+            Err((index, item)) => {
                 let waiting = self.outlet.send_waiting(
-                    envelope,
+                    Message::Item(index, item),
                     &self.control.cancel,
                     &self.control.source.blocked_nanos,
                 );
@@ -109,8 +109,8 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
     }
 
     /// The common case of [`iterate`](Self::iterate): unordered, into stage 1's queue. As cheap per item as
-    /// a hand-written producer: the stop flag is one atomic load, the send is kanal's own send future
-    /// (kept in this task's state, no allocation), and the clock is read only when a send has to wait.
+    /// a hand-written producer: the stop flag is one atomic load, the send is a synchronous push, and only
+    /// when the queue is full does it wait (inline, no allocation) and read the clock.
     ///
     /// A send into a stage queue is never abandoned (see [`crate::queue`]); on abort, stage 1's workers
     /// keep receiving and count what they get as unprocessed, so the send always completes.
@@ -131,9 +131,19 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
                 }
             };
             bump(&counters.produced, 1);
-            let sent =
-                send_timed(sender, Envelope { index, item: Some(item) }, &counters.blocked_nanos)
-                    .await;
+            let sent = match sender.try_send(index, item) {
+                Ok(()) => true,
+                Err(TrySendError::Closed(message)) => {
+                    drop(message);
+                    false
+                }
+                Err(TrySendError::Full(index, item)) => {
+                    let started = Instant::now();
+                    let sent = sender.send(Message::Item(index, item)).await.is_ok();
+                    bump(&counters.blocked_nanos, nanos(started.elapsed()));
+                    sent
+                }
+            };
             if !sent {
                 bump(&counters.unprocessed, 1);
                 break;

@@ -15,7 +15,7 @@ use crate::DeadLetter;
 use crate::config::{Failure, FailurePolicy, RetryDecider};
 use crate::control::{Control, ErrorSlot, Signal};
 use crate::metrics::{StageState, WorkerCounters, bump, nanos};
-use crate::queue::{Envelope, Outlet, QueueReceiver, Sent, send_timed};
+use crate::queue::{Message, Outlet, QueueReceiver, Sent, TryRecv, TrySendError};
 
 /// The parts of a stage's configuration the workers need at run time.
 pub(crate) struct StagePolicy<I, E> {
@@ -85,28 +85,29 @@ where
         };
         loop {
             // Hot path: nothing but synchronous calls and the stage function's own future. Waiting for input
-            // is inline (kanal's receive future is small, and workers that outpace their upstream wait on
-            // almost every item); the rarer slow paths (waiting for room, retries, failures) are boxed.
-            let envelope = match self.input.try_recv() {
-                Ok(Some(envelope)) => envelope,
-                Ok(None) => {
-                    // Waiting for input, inline: a boxed wait allocated once per item whenever the
-                    // workers outpace their upstream, which is the common case.
+            // is inline (the receive future is two words, and workers that outpace their upstream wait
+            // often); the rarer slow paths (retries, failures) are boxed.
+            let (index, item) = match self.input.try_recv() {
+                TryRecv::Item(index, item) => (index, item),
+                TryRecv::Empty => {
                     let started = Instant::now();
                     let received = self.input.recv().await;
                     bump(&self.counters.idle_nanos, nanos(started.elapsed()));
                     match received {
-                        Ok(envelope) => envelope,
-                        Err(_) => break,
+                        Some(Message::Item(index, item)) => (index, item),
+                        Some(Message::Gap(index)) => {
+                            Box::pin(self.send_gap(index)).await;
+                            continue;
+                        }
+                        None => break,
                     }
                 }
-                Err(_) => break,
-            };
-            let Envelope { index, item } = envelope;
-            let Some(item) = item else {
-                // A gap left by an upstream failure (ordered mode): pass it on.
-                Box::pin(self.send_gap(index)).await;
-                continue;
+                TryRecv::Gap(index) => {
+                    // A gap left by an upstream failure (ordered mode): pass it on.
+                    Box::pin(self.send_gap(index)).await;
+                    continue;
+                }
+                TryRecv::Closed => break,
             };
             bump(&self.counters.items_in, 1);
             if self.control.cancel.is_cancelled() {
@@ -136,22 +137,27 @@ where
                         bump(&self.counters.unprocessed, 1);
                         continue;
                     }
-                    let envelope = Envelope { index, item: Some(output) };
                     let sent = match &self.outlet {
-                        // Into the next stage: kanal's send, inline, timed only if it has to wait.
-                        Outlet::Queue(sender) => {
-                            if send_timed(sender, envelope, &self.counters.blocked_nanos).await {
-                                Sent::Delivered
-                            } else {
+                        Outlet::Discard => Sent::Delivered,
+                        // Into the next stage: a synchronous push, and an inline, timed wait when it is full.
+                        Outlet::Queue(sender) => match sender.try_send(index, output) {
+                            Ok(()) => Sent::Delivered,
+                            Err(TrySendError::Closed(message)) => {
+                                drop(message);
                                 Sent::Unprocessed
                             }
-                        }
-                        Outlet::Output(_) | Outlet::Discard => match self.outlet.try_send(envelope)
-                        {
+                            Err(TrySendError::Full(index, output)) => {
+                                let started = Instant::now();
+                                let sent = sender.send(Message::Item(index, output)).await;
+                                bump(&self.counters.blocked_nanos, nanos(started.elapsed()));
+                                if sent.is_ok() { Sent::Delivered } else { Sent::Unprocessed }
+                            }
+                        },
+                        Outlet::Output(_) => match self.outlet.try_send(index, output) {
                             Ok(sent) => sent,
-                            Err(envelope) => {
+                            Err((index, output)) => {
                                 let waiting = self.outlet.send_waiting(
-                                    envelope,
+                                    Message::Item(index, output),
                                     &self.control.cancel,
                                     &self.counters.blocked_nanos,
                                 );
@@ -176,9 +182,15 @@ where
 
     async fn send_gap(&self, index: u64) {
         if self.ordered && !self.control.cancel.is_cancelled() {
-            let gap = Envelope { index, item: None };
             // A gap that cannot be delivered only matters to an ordered consumer that is gone.
-            let _ = self.outlet.send(gap, &self.control.cancel, &self.counters.blocked_nanos).await;
+            let _ = self
+                .outlet
+                .send_waiting(
+                    Message::Gap(index),
+                    &self.control.cancel,
+                    &self.counters.blocked_nanos,
+                )
+                .await;
         }
     }
 
