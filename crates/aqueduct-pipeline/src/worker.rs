@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use aqueduct_core::Error;
 use futures_util::FutureExt;
@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::DeadLetter;
 use crate::config::{Failure, FailurePolicy, RetryDecider};
-use crate::control::{Control, ErrorSlot, Signal};
+use crate::control::{Control, ErrorSlot};
 use crate::metrics::{StageState, WorkerCounters, bump, nanos};
 use crate::queue::{Message, Outlet, QueueReceiver, Sent, TryRecv, TrySendError};
 
@@ -37,6 +37,26 @@ pub(crate) struct Worker<I, O, F, E> {
     pub(crate) errors: Arc<ErrorSlot<E>>,
     /// In ordered mode failed items leave a gap marker so the reorder buffer does not wait for them.
     pub(crate) ordered: bool,
+}
+
+/// Where the synchronous hot path ([`Worker::run_ready`]) stopped.
+enum Step<I, O, E> {
+    /// The input queue is empty: wait for it.
+    Empty,
+    /// Every sender of the input queue is gone and it is drained.
+    Closed,
+    /// A gap from upstream (ordered mode), to pass on.
+    Gap(u64),
+    /// The next stage queue is full: wait for room for this output.
+    Full(u64, O),
+    /// The output goes to the [`Running`](crate::Running) consumer, through the waiting send.
+    Deliver(u64, O),
+    /// The stage future of this item is not ready: it waits in the slot.
+    Pending(u64),
+    /// The stage function failed or panicked on this item.
+    Failed(u64, Error<E>),
+    /// The stage retries or keeps dead letters: this item takes the slow path.
+    Slow(u64, I),
 }
 
 enum Outcome<I, O, E> {
@@ -69,6 +89,11 @@ where
 {
     /// Runs until the input queue is closed and empty. After cancellation the worker keeps receiving and
     /// counts every item as unprocessed, so upstream senders never stay blocked.
+    ///
+    /// The hot path is [`run_ready`](Self::run_ready): a synchronous loop inside one poll that takes items,
+    /// calls the stage function and polls its future once, and pushes the outputs, for as long as nothing
+    /// has to wait. Everything that waits (for input, for room, for a stage future that is not ready yet)
+    /// and everything rare (gaps, failures, retries) happens out here, between two runs of that loop.
     pub(crate) async fn run<Fut, X>(self)
     where
         F: Fn(I) -> Fut + Send + Sync + 'static,
@@ -83,101 +108,222 @@ where
             counters: self.counters.clone(),
             control: self.control.clone(),
         };
+        // The stage future of the current item, allocated once per worker and reused for every item.
+        let mut slot: Pin<Box<Option<Fut>>> = Box::pin(None);
+        let mut received: Option<(u64, I)> = None;
         loop {
-            // Hot path: nothing but synchronous calls and the stage function's own future. Waiting for input
-            // is inline (the receive future is two words, and workers that outpace their upstream wait
-            // often); the rarer slow paths (retries, failures) are boxed.
-            let (index, item) = match self.input.try_recv() {
-                TryRecv::Item(index, item) => (index, item),
-                TryRecv::Empty => {
+            let step = std::future::poll_fn(|context| {
+                Poll::Ready(self.run_ready(&mut slot, received.take(), context))
+            })
+            .await;
+            match step {
+                Step::Empty => {
                     let started = Instant::now();
-                    let received = self.input.recv().await;
+                    let message = self.input.recv().await;
                     bump(&self.counters.idle_nanos, nanos(started.elapsed()));
-                    match received {
-                        Some(Message::Item(index, item)) => (index, item),
-                        Some(Message::Gap(index)) => {
-                            Box::pin(self.send_gap(index)).await;
-                            continue;
-                        }
+                    match message {
+                        Some(Message::Item(index, item)) => received = Some((index, item)),
+                        Some(Message::Gap(index)) => Box::pin(self.send_gap(index)).await,
                         None => break,
                     }
                 }
-                TryRecv::Gap(index) => {
-                    // A gap left by an upstream failure (ordered mode): pass it on.
-                    Box::pin(self.send_gap(index)).await;
-                    continue;
+                Step::Closed => break,
+                Step::Gap(index) => Box::pin(self.send_gap(index)).await,
+                Step::Full(index, output) => {
+                    let Outlet::Queue(sender) = &self.outlet else { continue };
+                    let started = Instant::now();
+                    let sent = sender.send(Message::Item(index, output)).await;
+                    bump(&self.counters.blocked_nanos, nanos(started.elapsed()));
+                    if sent.is_ok() {
+                        bump(&self.counters.items_out, 1);
+                    } else {
+                        bump(&self.counters.unprocessed, 1);
+                    }
                 }
-                TryRecv::Closed => break,
+                Step::Deliver(index, output) => {
+                    Box::pin(self.settle(index, Outcome::Done(output))).await;
+                }
+                Step::Pending(index) => {
+                    let outcome = self.finish_pending(&mut slot, index).await;
+                    Box::pin(self.settle(index, outcome)).await;
+                }
+                Step::Failed(index, error) => Box::pin(self.fail(index, error, None)).await,
+                Step::Slow(index, item) => {
+                    // Retries or dead letters: the slow path, on the heap.
+                    let outcome = Box::pin(self.process(index, item)).await;
+                    Box::pin(self.settle(index, outcome)).await;
+                }
+            }
+        }
+    }
+
+    /// The hot path: takes items (first `received`, if any), processes and pushes them without waiting,
+    /// and returns the first thing that needs to wait or is rare.
+    #[inline(always)]
+    fn run_ready<Fut, X>(
+        &self,
+        slot: &mut Pin<Box<Option<Fut>>>,
+        mut received: Option<(u64, I)>,
+        context: &mut Context<'_>,
+    ) -> Step<I, O, E>
+    where
+        F: Fn(I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, X>> + Send,
+        X: Into<Error<E>> + Send,
+    {
+        let cancel = &*self.control.cancel;
+        let plain = self.policy.retry.is_none() && self.policy.clone_item.is_none();
+        loop {
+            let (index, item) = match received.take() {
+                Some(received) => received,
+                None => match self.input.try_recv() {
+                    TryRecv::Item(index, item) => (index, item),
+                    TryRecv::Empty => return Step::Empty,
+                    TryRecv::Gap(index) => return Step::Gap(index),
+                    TryRecv::Closed => return Step::Closed,
+                },
             };
             bump(&self.counters.items_in, 1);
-            if self.control.cancel.is_cancelled() {
+            if cancel.is_cancelled() {
                 bump(&self.counters.unprocessed, 1);
                 continue;
             }
-            let outcome = if self.policy.retry.is_none() && self.policy.clone_item.is_none() {
-                let result = call_racing_cancel(&*self.function, item, &self.control.cancel).await;
-                match result {
-                    Some(Ok(Ok(output))) => Outcome::Done(output),
-                    Some(Ok(Err(error))) => Outcome::Failed { error: error.into(), item: None },
-                    Some(Err(payload)) => {
-                        bump(&self.counters.panics, 1);
-                        Outcome::Failed {
-                            error: Error::from_panic(usize::try_from(index).ok(), payload),
-                            item: None,
-                        }
-                    }
-                    None => Outcome::Cancelled,
+            if !plain {
+                return Step::Slow(index, item);
+            }
+            // Building the future and its first poll, both with panics caught.
+            let function = &*self.function;
+            let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                slot.set(Some(function(item)));
+                match slot.as_mut().as_pin_mut() {
+                    Some(future) => future.poll(context),
+                    None => Poll::Pending,
                 }
-            } else {
-                Box::pin(self.process(index, item)).await
+            }));
+            let output = match polled {
+                Ok(Poll::Ready(Ok(output))) => {
+                    slot.set(None);
+                    output
+                }
+                Ok(Poll::Ready(Err(error))) => {
+                    slot.set(None);
+                    return Step::Failed(index, error.into());
+                }
+                Ok(Poll::Pending) => return Step::Pending(index),
+                Err(payload) => {
+                    // A future that panicked is dropped too; a panic in its drop is caught as well.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| slot.set(None)));
+                    bump(&self.counters.panics, 1);
+                    return Step::Failed(
+                        index,
+                        Error::from_panic(usize::try_from(index).ok(), payload),
+                    );
+                }
             };
-            match outcome {
-                Outcome::Done(output) => {
-                    if self.control.cancel.is_cancelled() {
+            if cancel.is_cancelled() {
+                bump(&self.counters.unprocessed, 1);
+                continue;
+            }
+            match &self.outlet {
+                Outlet::Discard => bump(&self.counters.items_out, 1),
+                Outlet::Queue(sender) => match sender.try_send(index, output) {
+                    Ok(()) => bump(&self.counters.items_out, 1),
+                    Err(TrySendError::Full(index, output)) => return Step::Full(index, output),
+                    Err(TrySendError::Closed(message)) => {
+                        drop(message);
                         bump(&self.counters.unprocessed, 1);
-                        continue;
                     }
-                    let sent = match &self.outlet {
-                        Outlet::Discard => Sent::Delivered,
-                        // Into the next stage: a synchronous push, and an inline, timed wait when it is full.
-                        Outlet::Queue(sender) => match sender.try_send(index, output) {
-                            Ok(()) => Sent::Delivered,
-                            Err(TrySendError::Closed(message)) => {
-                                drop(message);
-                                Sent::Unprocessed
-                            }
-                            Err(TrySendError::Full(index, output)) => {
-                                let started = Instant::now();
-                                let sent = sender.send(Message::Item(index, output)).await;
-                                bump(&self.counters.blocked_nanos, nanos(started.elapsed()));
-                                if sent.is_ok() { Sent::Delivered } else { Sent::Unprocessed }
-                            }
-                        },
-                        Outlet::Output(_) => match self.outlet.try_send(index, output) {
-                            Ok(sent) => sent,
-                            Err((index, output)) => {
-                                let waiting = self.outlet.send_waiting(
-                                    Message::Item(index, output),
-                                    &self.control.cancel,
-                                    &self.counters.blocked_nanos,
-                                );
-                                Box::pin(waiting).await
-                            }
-                        },
-                    };
-                    match sent {
-                        Sent::Delivered => bump(&self.counters.items_out, 1),
-                        Sent::Unprocessed => bump(&self.counters.unprocessed, 1),
-                    }
-                }
-                Outcome::Failed { error, item } => {
-                    bump(&self.counters.failed, 1);
-                    self.handle_failure(index, error, item);
-                    Box::pin(self.send_gap(index)).await;
-                }
-                Outcome::Cancelled => bump(&self.counters.unprocessed, 1),
+                },
+                Outlet::Output(_) => return Step::Deliver(index, output),
             }
         }
+    }
+
+    /// Awaits the stage future left pending in `slot` with panics caught, racing cancellation, then empties
+    /// the slot.
+    async fn finish_pending<Fut, X>(
+        &self,
+        slot: &mut Pin<Box<Option<Fut>>>,
+        index: u64,
+    ) -> Outcome<I, O, E>
+    where
+        Fut: Future<Output = Result<O, X>> + Send,
+        X: Into<Error<E>> + Send,
+    {
+        let cancel = &*self.control.cancel;
+        let mut cancelled: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
+        let result = std::future::poll_fn(|context| {
+            let polled =
+                std::panic::catch_unwind(AssertUnwindSafe(|| match slot.as_mut().as_pin_mut() {
+                    Some(future) => future.poll(context),
+                    None => Poll::Pending,
+                }));
+            match polled {
+                Ok(Poll::Ready(result)) => return Poll::Ready(Some(Ok(result))),
+                Err(payload) => return Poll::Ready(Some(Err(payload))),
+                Ok(Poll::Pending) => {}
+            }
+            let waiter = cancelled.get_or_insert_with(|| Box::pin(cancel.cancelled()));
+            match waiter.as_mut().poll(context) {
+                Poll::Ready(()) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| slot.set(None)));
+        match result {
+            Some(Ok(Ok(output))) => Outcome::Done(output),
+            Some(Ok(Err(error))) => Outcome::Failed { error: error.into(), item: None },
+            Some(Err(payload)) => {
+                bump(&self.counters.panics, 1);
+                Outcome::Failed {
+                    error: Error::from_panic(usize::try_from(index).ok(), payload),
+                    item: None,
+                }
+            }
+            None => Outcome::Cancelled,
+        }
+    }
+
+    /// Sends an output through the outlet, waiting for room if needed.
+    async fn deliver(&self, index: u64, output: O) -> Sent {
+        match self.outlet.try_send(index, output) {
+            Ok(sent) => sent,
+            Err((index, output)) => {
+                self.outlet
+                    .send_waiting(
+                        Message::Item(index, output),
+                        &self.control.cancel,
+                        &self.counters.blocked_nanos,
+                    )
+                    .await
+            }
+        }
+    }
+
+    /// What the slow path does with the outcome of [`process`](Self::process).
+    async fn settle(&self, index: u64, outcome: Outcome<I, O, E>) {
+        match outcome {
+            Outcome::Done(output) => {
+                if self.control.cancel.is_cancelled() {
+                    bump(&self.counters.unprocessed, 1);
+                    return;
+                }
+                match self.deliver(index, output).await {
+                    Sent::Delivered => bump(&self.counters.items_out, 1),
+                    Sent::Unprocessed => bump(&self.counters.unprocessed, 1),
+                }
+            }
+            Outcome::Failed { error, item } => self.fail(index, error, item).await,
+            Outcome::Cancelled => bump(&self.counters.unprocessed, 1),
+        }
+    }
+
+    /// Counts a failed item, applies the stage's failure policy, and leaves a gap in ordered mode.
+    async fn fail(&self, index: u64, error: Error<E>, item: Option<I>) {
+        bump(&self.counters.failed, 1);
+        self.handle_failure(index, error, item);
+        self.send_gap(index).await;
     }
 
     async fn send_gap(&self, index: u64) {
@@ -290,37 +436,4 @@ where
                 .fail(Error::from_panic(usize::try_from(index).ok(), payload), &self.control);
         }
     }
-}
-
-/// The outcome of one call of a stage function: its result, a caught panic, or `None` when cancelled.
-type Called<O, X> = Option<Result<Result<O, X>, Box<dyn std::any::Any + Send>>>;
-
-/// Calls `function(item)` and awaits it with panics caught, racing `cancel`.
-///
-/// Written as one `poll_fn` rather than `select!` over `catch_unwind`: no nested future is built or moved per
-/// item, and the cancellation waiter is allocated only if the stage function actually has to wait.
-async fn call_racing_cancel<I, O, F, Fut, X>(function: &F, item: I, cancel: &Signal) -> Called<O, X>
-where
-    F: Fn(I) -> Fut,
-    Fut: Future<Output = Result<O, X>>,
-{
-    let future = match std::panic::catch_unwind(AssertUnwindSafe(|| function(item))) {
-        Ok(future) => future,
-        Err(payload) => return Some(Err(payload)),
-    };
-    let mut future = std::pin::pin!(future);
-    let mut cancelled: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
-    std::future::poll_fn(|context| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(context))) {
-            Ok(Poll::Ready(result)) => return Poll::Ready(Some(Ok(result))),
-            Err(payload) => return Poll::Ready(Some(Err(payload))),
-            Ok(Poll::Pending) => {}
-        }
-        let waiter = cancelled.get_or_insert_with(|| Box::pin(cancel.cancelled()));
-        match waiter.as_mut().poll(context) {
-            Poll::Ready(()) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
 }
