@@ -14,6 +14,16 @@ use crate::metrics::{bump, nanos};
 use crate::queue::{Message, Outlet, QueueSender, Sent, TrySendError};
 use tokio::time::Instant;
 
+/// Where the synchronous loop of [`SourceContext::iterate_into_queue`] stopped.
+enum Pushed<T> {
+    /// The iterator ran dry or the source was stopped.
+    Ended,
+    /// The queue is full: this item (with its index) waits for room.
+    Full(u64, T),
+    /// Every receiver is gone; the item comes back to be dropped outside the queue's lock.
+    Closed(Message<T>),
+}
+
 /// What every source task needs.
 pub(crate) struct SourceContext<T, E> {
     pub(crate) outlet: Outlet<T>,
@@ -109,8 +119,9 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
     }
 
     /// The common case of [`iterate`](Self::iterate): unordered, into stage 1's queue. As cheap per item as
-    /// a hand-written producer: the stop flag is one atomic load, the send is a synchronous push, and only
-    /// when the queue is full does it wait (inline, no allocation) and read the clock.
+    /// a hand-written producer: the items are pulled and pushed by a synchronous loop under one
+    /// `catch_unwind` (the stop flag is one atomic load per item, the push a synchronous `try_send`), left
+    /// only when the queue is full, to wait (inline, no allocation, the clock read only then).
     ///
     /// A send into a stage queue is never abandoned (see [`crate::queue`]); on abort, stage 1's workers
     /// keep receiving and count what they get as unprocessed, so the send always completes.
@@ -120,35 +131,44 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
     {
         let stop = &*self.control.stop_source;
         let counters = &self.control.source;
-        let mut index = 0;
-        while !stop.is_cancelled() {
-            let item = match std::panic::catch_unwind(AssertUnwindSafe(|| items.next())) {
-                Ok(Some(item)) => item,
-                Ok(None) => break,
+        let mut index: u64 = 0;
+        loop {
+            let pushed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                loop {
+                    if stop.is_cancelled() {
+                        return Pushed::Ended;
+                    }
+                    let Some(item) = items.next() else { return Pushed::Ended };
+                    bump(&counters.produced, 1);
+                    match sender.try_send(index, item) {
+                        Ok(()) => index += 1,
+                        Err(TrySendError::Full(index, item)) => return Pushed::Full(index, item),
+                        Err(TrySendError::Closed(message)) => return Pushed::Closed(message),
+                    }
+                }
+            }));
+            match pushed {
+                Ok(Pushed::Ended) => break,
+                Ok(Pushed::Full(full_index, item)) => {
+                    let started = Instant::now();
+                    let sent = sender.send(Message::Item(full_index, item)).await.is_ok();
+                    bump(&counters.blocked_nanos, nanos(started.elapsed()));
+                    if !sent {
+                        bump(&counters.unprocessed, 1);
+                        break;
+                    }
+                    index += 1;
+                }
+                Ok(Pushed::Closed(message)) => {
+                    drop(message);
+                    bump(&counters.unprocessed, 1);
+                    break;
+                }
                 Err(payload) => {
                     self.fail_with_panic(payload);
                     break;
                 }
-            };
-            bump(&counters.produced, 1);
-            let sent = match sender.try_send(index, item) {
-                Ok(()) => true,
-                Err(TrySendError::Closed(message)) => {
-                    drop(message);
-                    false
-                }
-                Err(TrySendError::Full(index, item)) => {
-                    let started = Instant::now();
-                    let sent = sender.send(Message::Item(index, item)).await.is_ok();
-                    bump(&counters.blocked_nanos, nanos(started.elapsed()));
-                    sent
-                }
-            };
-            if !sent {
-                bump(&counters.unprocessed, 1);
-                break;
             }
-            index += 1;
         }
     }
 

@@ -200,15 +200,10 @@ where
                     None => Poll::Pending,
                 }
             }));
+            // A finished future stays in the slot until the next item replaces it: it holds nothing any more.
             let output = match polled {
-                Ok(Poll::Ready(Ok(output))) => {
-                    slot.set(None);
-                    output
-                }
-                Ok(Poll::Ready(Err(error))) => {
-                    slot.set(None);
-                    return Step::Failed(index, error.into());
-                }
+                Ok(Poll::Ready(Ok(output))) => output,
+                Ok(Poll::Ready(Err(error))) => return Step::Failed(index, error.into()),
                 Ok(Poll::Pending) => return Step::Pending(index),
                 Err(payload) => {
                     // A future that panicked is dropped too; a panic in its drop is caught as well.
