@@ -9,6 +9,7 @@ mod keyed;
 mod limited;
 mod limiter;
 mod queue;
+mod semaphore;
 
 pub use crate::all::try_acquire_all;
 pub use crate::config::{ConfigError, Quota, Rate};

@@ -10,12 +10,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aqueduct_core::{Deadline, Elapsed, Error};
-use tokio::sync::{AcquireError, Semaphore, SemaphorePermit, TryAcquireError};
 use tokio::time::{Instant, Sleep};
 
 use crate::config::{ConfigError, Quota, Rate};
 use crate::gcra::{AtomicTat, Params};
 use crate::queue::{Enter, QueuePoll, RateQueue};
+use crate::semaphore::{self, MAX_PERMITS, Semaphore};
 
 /// A concurrency limit, a rate limit, or both, shared by cloning (clones share one state).
 ///
@@ -178,23 +178,37 @@ struct RateState {
 }
 
 struct ConcurrencyState {
+    /// The slots; its count goes below zero while a lowered limit is paid off by returning permits.
     semaphore: Semaphore,
     max: AtomicUsize,
-    /// Permits still to be retired after `set_max_concurrent` lowered the limit while they were held.
-    deficit: AtomicUsize,
-    reconfigure: Mutex<()>,
 }
 
-type PermitFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<SemaphorePermit<'a>, AcquireError>> + Send + 'a>>;
-
+/// Where an [`Acquire`] stands. The waiting states are boxed and leave their queue in their own `Drop`:
+/// a future admitted on its first poll (the common case) then stays small, and `Acquire` itself has no
+/// `Drop`, so the compiler need not keep the output in memory while a destructor runs.
 enum AcquireState<'a> {
     Start,
-    WaitingPermit {
-        future: PermitFuture<'a>,
+    Waiting(Box<Waiting<'a>>),
+    Done,
+}
+
+/// An [`Acquire`] that was not admitted on its first poll; dropping it leaves the queue it waits in.
+struct Waiting<'a> {
+    limiter: &'a Limiter,
+    weight: u32,
+    stage: Stage<'a>,
+}
+
+/// What a [`Waiting`] future waits for.
+enum Stage<'a> {
+    /// Queued in the semaphore for a concurrency slot.
+    Permit {
+        /// Its place in the semaphore's queue.
+        ticket: u64,
         deadline: Option<(Deadline, Pin<Box<Sleep>>)>,
         started: Instant,
     },
+    /// Holding its concurrency slot (if any), queued for rate tokens.
     Queued {
         permit: Permit<'a>,
         ticket: u64,
@@ -202,7 +216,22 @@ enum AcquireState<'a> {
         deadline: Option<(Deadline, Pin<Box<Sleep>>)>,
         started: Instant,
     },
-    Done,
+    /// Out of every queue: admitted (its permit moved out) or already left.
+    Left,
+}
+
+/// What the slow paths of [`Acquire`] return: the error is boxed so that the output of the inlined fast
+/// path, merged with theirs, stays small enough to live in registers (a 64-byte `Error` written through
+/// memory costs a store-forwarding stall on every admission).
+type Waited<'a, E> = Poll<Result<Permit<'a>, Box<Error<E>>>>;
+
+/// Why the fast path could not admit a call at once; turned into an error or a wait off the fast path.
+enum Shortfall<'a> {
+    /// The concurrency limit lacks free slots (or callers queue for them).
+    Full,
+    /// The concurrency slots (if any) are held in `permit`, but the rate tokens are not there: callers
+    /// queue (`start_at` is `None`) or the bucket refused, with the earliest start `start_at`.
+    Tokens { permit: Permit<'a>, now: u64, start_at: Option<u64> },
 }
 
 /// A rate booking that may still be refunded: the TAT it set and its cost.
@@ -304,17 +333,14 @@ impl LimiterBuilder {
         let concurrency = match self.max_concurrent {
             None => None,
             Some(0) => return Err(ConfigError::new("max_concurrent is 0; set it to at least 1")),
-            Some(max) if max > Semaphore::MAX_PERMITS => {
+            Some(max) if max > MAX_PERMITS => {
                 return Err(ConfigError::new(format!(
-                    "max_concurrent is {max}; set it to at most {}",
-                    Semaphore::MAX_PERMITS
+                    "max_concurrent is {max}; set it to at most {MAX_PERMITS}"
                 )));
             }
             Some(max) => Some(ConcurrencyState {
                 semaphore: Semaphore::new(max),
                 max: AtomicUsize::new(max),
-                deficit: AtomicUsize::new(0),
-                reconfigure: Mutex::new(()),
             }),
         };
         let origin = Instant::now();
@@ -369,7 +395,7 @@ impl Limiter {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] when `max` is 0 or too large for tokio's semaphore.
+    /// [`ConfigError`] when `max` is 0 or above `usize::MAX >> 3` (tokio's semaphore bound).
     ///
     /// # Examples
     ///
@@ -419,8 +445,13 @@ impl Limiter {
     /// assert_eq!(refused.retry_after(), Some(Duration::from_millis(250)));
     /// # }
     /// ```
+    #[inline(always)]
     pub fn try_acquire<E>(&self) -> Result<Permit<'_>, Error<E>> {
-        self.try_acquire_n(1)
+        // A weight of 1 never exceeds a limit (both are at least 1), so there is no weight to check.
+        match self.admit_now(1) {
+            Ok(permit) => Ok(permit),
+            Err(shortfall) => Err(self.refusal(shortfall)),
+        }
     }
 
     /// Takes a permit of weight `weight` now, or fails without waiting. A weight counts as that many calls
@@ -445,37 +476,19 @@ impl Limiter {
     /// assert!(limiter.try_acquire_n::<()>(11).is_err());
     /// # }
     /// ```
+    #[inline]
     pub fn try_acquire_n<E>(&self, weight: u32) -> Result<Permit<'_>, Error<E>> {
-        self.check_weight(weight)?;
-        let mut permit = self.empty_permit(weight);
-        if weight == 0 {
-            return Ok(permit);
-        }
-        if let Some(concurrency) = &self.inner.concurrency {
-            match concurrency.semaphore.try_acquire_many(weight) {
-                Ok(granted) => permit.hold(granted),
-                Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
-                    return Err(Error::Full { capacity: concurrency.max.load(Ordering::Relaxed) });
-                }
+        // A weight of 1 never exceeds a limit (both are at least 1): the common call skips the check.
+        if weight != 1 {
+            self.check_weight(weight)?;
+            if weight == 0 {
+                return Ok(self.empty_permit(0));
             }
         }
-        if let Some(rate) = &self.inner.rate {
-            let now = self.now_ns();
-            let tokens = u64::from(weight);
-            // Callers already queued go first: a `try` never jumps the queue.
-            if !rate.queue.is_empty() {
-                let queued = rate.queue.queued_tokens();
-                let start_at = rate.params().decide(rate.tat.load(), now, queued + tokens).start_at;
-                let retry_after = Duration::from_nanos(start_at.saturating_sub(now).max(1));
-                return Err(Error::RateLimited { retry_after });
-            }
-            if let Err(refused) = rate.tat.book(rate.params(), now, tokens, 0) {
-                return Err(Error::RateLimited {
-                    retry_after: Duration::from_nanos(refused.start_at - now),
-                });
-            }
+        match self.admit_now(weight) {
+            Ok(permit) => Ok(permit),
+            Err(shortfall) => Err(self.refusal(shortfall)),
         }
-        Ok(permit)
     }
 
     /// Waits for a permit of weight 1, in FIFO order.
@@ -641,7 +654,7 @@ impl Limiter {
             return Peek::Admit;
         }
         if let Some(concurrency) = &self.inner.concurrency
-            && concurrency.semaphore.available_permits() < weight as usize
+            && !concurrency.semaphore.would_admit(weight)
         {
             return Peek::Full { capacity: concurrency.max.load(Ordering::Relaxed) };
         }
@@ -835,39 +848,30 @@ impl Limiter {
         if max == 0 {
             return Err(ConfigError::new("max_concurrent is 0; set it to at least 1"));
         }
-        if max > Semaphore::MAX_PERMITS {
+        if max > MAX_PERMITS {
             return Err(ConfigError::new(format!(
-                "max_concurrent is {max}; set it to at most {}",
-                Semaphore::MAX_PERMITS
+                "max_concurrent is {max}; set it to at most {MAX_PERMITS}"
             )));
         }
-        let _serialised =
-            concurrency.reconfigure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Concurrent changes each apply their own difference, so the count ends at the last limit set.
         let old = concurrency.max.swap(max, Ordering::AcqRel);
         if max > old {
-            let increase = max - old;
-            // Cancel retirements still pending from an earlier decrease before adding new slots.
-            let mut cancelled = 0;
-            let _ =
-                concurrency.deficit.fetch_update(Ordering::AcqRel, Ordering::Acquire, |deficit| {
-                    cancelled = deficit.min(increase);
-                    Some(deficit - cancelled)
-                });
-            if increase > cancelled {
-                concurrency.semaphore.add_permits(increase - cancelled);
-            }
+            concurrency.semaphore.add_permits(max - old);
         } else if max < old {
-            let to_remove = old - max;
-            let removed = concurrency.semaphore.forget_permits(to_remove);
-            concurrency.deficit.fetch_add(to_remove - removed, Ordering::AcqRel);
+            concurrency.semaphore.remove_permits(old - max);
         }
         Ok(())
     }
 
+    /// Nanoseconds since the limiter's origin on tokio's clock (std's `Instant` unless time is paused).
     #[inline]
     pub(crate) fn now_ns(&self) -> u64 {
         let since = Instant::now().saturating_duration_since(self.inner.origin);
-        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        // u64 arithmetic rather than `as_nanos()`'s u128: 584 years of nanoseconds fit, then it saturates.
+        since
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(since.subsec_nanos()))
     }
 
     pub(crate) fn instant_at(&self, nanos: u64) -> Instant {
@@ -879,29 +883,84 @@ impl Limiter {
         Permit { limiter: self, concurrency_held: 0, weight }
     }
 
+    /// The fast path of every admission of a positive, valid `weight`: a free concurrency slot, then the
+    /// rate tokens with nobody queued. No lock, one clock read, one compare-and-swap per limit.
+    #[inline(always)]
+    fn admit_now(&self, weight: u32) -> Result<Permit<'_>, Shortfall<'_>> {
+        let mut permit = self.empty_permit(weight);
+        if let Some(concurrency) = &self.inner.concurrency {
+            if !concurrency.semaphore.try_acquire(weight) {
+                return Err(Shortfall::Full);
+            }
+            permit.concurrency_held = weight;
+        }
+        if let Some(rate) = &self.inner.rate {
+            let now = self.now_ns();
+            // Callers already queued go first: nobody jumps the queue.
+            if !rate.queue.is_empty() {
+                return Err(Shortfall::Tokens { permit, now, start_at: None });
+            }
+            if let Err(refused) = rate.tat.book(rate.params(), now, u64::from(weight), 0) {
+                return Err(Shortfall::Tokens { permit, now, start_at: Some(refused.start_at) });
+            }
+        }
+        Ok(permit)
+    }
+
+    /// The error of a `try_acquire` the fast path could not admit; gives the concurrency slots back.
+    #[cold]
+    #[inline(never)]
+    fn refusal<E>(&self, shortfall: Shortfall<'_>) -> Error<E> {
+        match shortfall {
+            Shortfall::Full => Error::Full { capacity: self.max_concurrent().unwrap_or(0) },
+            Shortfall::Tokens { permit, now, start_at } => {
+                let tokens = u64::from(permit.weight);
+                drop(permit);
+                let retry_after = match (start_at, &self.inner.rate) {
+                    (Some(start_at), _) => start_at - now,
+                    (None, Some(rate)) => {
+                        let queued = rate.queue.queued_tokens();
+                        let start_at =
+                            rate.params().decide(rate.tat.load(), now, queued + tokens).start_at;
+                        start_at.saturating_sub(now).max(1)
+                    }
+                    (None, None) => unreachable!("only a rate limit lacks tokens"),
+                };
+                Error::RateLimited { retry_after: Duration::from_nanos(retry_after) }
+            }
+        }
+    }
+
     #[inline]
     fn check_weight<E>(&self, weight: u32) -> Result<(), Error<E>> {
-        if let Some(rate) = &self.inner.rate {
-            let burst = rate.burst.load(Ordering::Relaxed);
-            if u64::from(weight) > burst {
-                return Err(Error::ContractViolation {
-                    message: format!(
-                        "a weight of {weight} can never be admitted by a burst of {burst}; raise the burst or split the call"
-                    ),
-                });
-            }
-        }
-        if let Some(concurrency) = &self.inner.concurrency {
-            let max = concurrency.max.load(Ordering::Relaxed);
-            if weight as usize > max {
-                return Err(Error::ContractViolation {
-                    message: format!(
-                        "a weight of {weight} can never be admitted by max_concurrent {max}; raise it or split the call"
-                    ),
-                });
-            }
+        let too_large_for_rate = self
+            .inner
+            .rate
+            .as_ref()
+            .is_some_and(|rate| u64::from(weight) > rate.burst.load(Ordering::Relaxed));
+        let too_large_for_concurrency =
+            self.inner.concurrency.as_ref().is_some_and(|concurrency| {
+                weight as usize > concurrency.max.load(Ordering::Relaxed)
+            });
+        if too_large_for_rate || too_large_for_concurrency {
+            return Err(self.too_large(weight));
         }
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn too_large<E>(&self, weight: u32) -> Error<E> {
+        let message = match (self.burst(), self.max_concurrent()) {
+            (Some(burst), _) if weight > burst => format!(
+                "a weight of {weight} can never be admitted by a burst of {burst}; raise the burst or split the call"
+            ),
+            (_, Some(max)) => format!(
+                "a weight of {weight} can never be admitted by max_concurrent {max}; raise it or split the call"
+            ),
+            _ => format!("a weight of {weight} can never be admitted"),
+        };
+        Error::ContractViolation { message }
     }
 
     /// The internal pieces for all-or-nothing acquisition: the state, the parameters, and whether
@@ -921,10 +980,10 @@ impl Limiter {
     pub(crate) fn try_concurrency(&self, weight: u32) -> Result<Permit<'_>, usize> {
         let mut permit = self.empty_permit(weight);
         if let Some(concurrency) = &self.inner.concurrency {
-            match concurrency.semaphore.try_acquire_many(weight) {
-                Ok(granted) => permit.hold(granted),
-                Err(_) => return Err(concurrency.max.load(Ordering::Relaxed)),
+            if !concurrency.semaphore.try_acquire(weight) {
+                return Err(concurrency.max.load(Ordering::Relaxed));
             }
+            permit.concurrency_held = weight;
         }
         Ok(permit)
     }
@@ -961,35 +1020,9 @@ impl RateState {
     }
 }
 
-impl ConcurrencyState {
-    /// Gives `held` slots back, retiring as many of them as a lowered limit still owes.
-    #[inline]
-    fn release(&self, held: u32) {
-        let mut to_return = held as usize;
-        if self.deficit.load(Ordering::Relaxed) != 0 {
-            let _ = self.deficit.fetch_update(Ordering::AcqRel, Ordering::Acquire, |deficit| {
-                let retired = deficit.min(held as usize);
-                to_return = held as usize - retired;
-                Some(deficit - retired)
-            });
-        }
-        if to_return > 0 {
-            self.semaphore.add_permits(to_return);
-        }
-    }
-}
-
 // ===== impl Permit =====
 
 impl Permit<'_> {
-    /// Takes over a granted semaphore permit: the slots are given back by this permit's `Drop`.
-    #[inline]
-    fn hold(&mut self, granted: SemaphorePermit<'_>) {
-        // Permit counts fit in a u32: they were requested as one.
-        self.concurrency_held = u32::try_from(granted.num_permits()).unwrap_or(u32::MAX);
-        granted.forget();
-    }
-
     /// The weight this permit was granted for.
     ///
     /// # Examples
@@ -1024,7 +1057,7 @@ impl Drop for Permit<'_> {
         if self.concurrency_held > 0
             && let Some(concurrency) = &self.limiter.inner.concurrency
         {
-            concurrency.release(self.concurrency_held);
+            concurrency.semaphore.release(self.concurrency_held);
         }
     }
 }
@@ -1129,7 +1162,7 @@ impl<'a, E> Acquire<'a, E> {
         permit: Permit<'a>,
         deadline: Option<Deadline>,
         started: Option<Instant>,
-    ) -> Poll<Result<Permit<'a>, Error<E>>> {
+    ) -> Waited<'a, E> {
         let limiter = self.limiter;
         let Some(rate) = &limiter.inner.rate else {
             return Poll::Ready(Ok(permit));
@@ -1148,118 +1181,113 @@ impl<'a, E> Acquire<'a, E> {
             Enter::Admitted => Poll::Ready(Ok(permit)),
             Enter::Refused { start_at } => {
                 let too_late = start_at.saturating_sub(now).saturating_sub(max_wait);
-                Poll::Ready(Err(Error::RateLimited { retry_after: Duration::from_nanos(too_late) }))
+                let retry_after = Duration::from_nanos(too_late);
+                Poll::Ready(Err(Box::new(Error::RateLimited { retry_after })))
             }
             Enter::Queued { ticket } => {
                 let deadline = deadline
                     .map(|deadline| (deadline, Box::pin(tokio::time::sleep_until(deadline.at()))));
                 // The clock is read again only on this slow path, for the elapsed time of a later error.
                 let started = started.unwrap_or_else(Instant::now);
-                self.state = AcquireState::Queued { permit, ticket, slot: None, deadline, started };
+                self.state = AcquireState::Waiting(Box::new(Waiting {
+                    limiter,
+                    weight: self.weight,
+                    stage: Stage::Queued { permit, ticket, slot: None, deadline, started },
+                }));
                 Poll::Pending
             }
         }
     }
-}
 
-impl<'a, E> Future for Acquire<'a, E> {
-    type Output = Result<Permit<'a>, Error<E>>;
+    /// The first poll when the fast path fell short: read the deadline, then wait for a concurrency slot
+    /// or for rate tokens. `Poll::Pending` means the state moved to `Waiting`, to be polled now.
+    #[cold]
+    #[inline(never)]
+    fn start_waiting(&mut self, shortfall: Shortfall<'a>, context: &Context<'_>) -> Waited<'a, E> {
+        let limiter = self.limiter;
+        // The ambient deadline is read only now, off the fast path.
+        let deadline = Deadline::clamp(self.own_deadline);
+        if let Shortfall::Tokens { permit, .. } = shortfall {
+            return self.take_tokens(permit, deadline, None);
+        }
+        let started = Instant::now();
+        if let Some(deadline) = deadline
+            && deadline.at() <= started
+        {
+            return Poll::Ready(Err(Box::new(Self::elapsed_error(deadline, started))));
+        }
+        let Some(concurrency) = &limiter.inner.concurrency else {
+            unreachable!("only a concurrency limit refuses a slot");
+        };
+        match concurrency.semaphore.enter(self.weight, context.waker()) {
+            semaphore::Enter::Acquired => {
+                let mut permit = limiter.empty_permit(self.weight);
+                permit.concurrency_held = self.weight;
+                self.take_tokens(permit, deadline, Some(started))
+            }
+            semaphore::Enter::Queued(ticket) => {
+                let deadline = deadline
+                    .map(|deadline| (deadline, Box::pin(tokio::time::sleep_until(deadline.at()))));
+                self.state = AcquireState::Waiting(Box::new(Waiting {
+                    limiter,
+                    weight: self.weight,
+                    stage: Stage::Permit { ticket, deadline, started },
+                }));
+                Poll::Pending
+            }
+        }
+    }
 
-    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let limiter = this.limiter;
+    /// Polls a waiting future: for its concurrency slot, then for its rate tokens.
+    #[cold]
+    #[inline(never)]
+    fn poll_waiting(&mut self, context: &mut Context<'_>) -> Waited<'a, E> {
+        let limiter = self.limiter;
         loop {
-            match &mut this.state {
-                AcquireState::Start => {
-                    this.state = AcquireState::Done;
-                    limiter.check_weight(this.weight)?;
-                    let mut permit = limiter.empty_permit(this.weight);
-                    if this.weight == 0 {
-                        return Poll::Ready(Ok(permit));
-                    }
-                    // The fast path: a free concurrency slot, and rate tokens there with nobody queued.
-                    let mut concurrency_granted = true;
-                    if let Some(concurrency) = &limiter.inner.concurrency {
-                        match concurrency.semaphore.try_acquire_many(this.weight) {
-                            Ok(granted) => permit.hold(granted),
-                            Err(_) => concurrency_granted = false,
-                        }
-                    }
-                    if concurrency_granted {
-                        let Some(rate) = &limiter.inner.rate else {
-                            return Poll::Ready(Ok(permit));
-                        };
-                        let tokens = u64::from(this.weight);
-                        if rate.queue.is_empty()
-                            && rate.tat.book(rate.params(), limiter.now_ns(), tokens, 0).is_ok()
-                        {
-                            return Poll::Ready(Ok(permit));
-                        }
-                    }
-                    // The slow path: the ambient deadline is read only now.
-                    let deadline = Deadline::clamp(this.own_deadline);
-                    if concurrency_granted {
-                        match this.take_tokens(permit, deadline, None) {
+            let AcquireState::Waiting(waiting) = &mut self.state else {
+                panic!("`Acquire` polled after it completed");
+            };
+            match &mut waiting.stage {
+                Stage::Permit { ticket, deadline, started } => {
+                    let Some(concurrency) = &limiter.inner.concurrency else {
+                        unreachable!("only a concurrency limit queues for slots");
+                    };
+                    if concurrency.semaphore.poll_waiter(*ticket, context.waker()) {
+                        let deadline = deadline.as_ref().map(|(deadline, _)| *deadline);
+                        let started = *started;
+                        // Granted: out of the queue, the slots are this future's now.
+                        waiting.stage = Stage::Left;
+                        self.state = AcquireState::Done;
+                        let mut permit = limiter.empty_permit(self.weight);
+                        permit.concurrency_held = self.weight;
+                        match self.take_tokens(permit, deadline, Some(started)) {
                             Poll::Pending => continue,
                             ready => return ready,
                         }
-                    }
-                    let started = Instant::now();
-                    if let Some(deadline) = deadline
-                        && deadline.at() <= started
-                    {
-                        return Poll::Ready(Err(Self::elapsed_error(deadline, started)));
-                    }
-                    let Some(concurrency) = &limiter.inner.concurrency else {
-                        unreachable!("only a concurrency limit refuses a slot");
-                    };
-                    let future: PermitFuture<'a> =
-                        Box::pin(concurrency.semaphore.acquire_many(this.weight));
-                    let deadline = deadline.map(|deadline| {
-                        (deadline, Box::pin(tokio::time::sleep_until(deadline.at())))
-                    });
-                    this.state = AcquireState::WaitingPermit { future, deadline, started };
-                }
-                AcquireState::WaitingPermit { future, deadline, started } => {
-                    match future.as_mut().poll(context) {
-                        Poll::Ready(Ok(granted)) => {
-                            let deadline = deadline.as_ref().map(|(deadline, _)| *deadline);
-                            let started = *started;
-                            this.state = AcquireState::Done;
-                            let mut permit = limiter.empty_permit(this.weight);
-                            permit.hold(granted);
-                            match this.take_tokens(permit, deadline, Some(started)) {
-                                Poll::Pending => continue,
-                                ready => return ready,
-                            }
-                        }
-                        Poll::Ready(Err(_closed)) => {
-                            this.state = AcquireState::Done;
-                            return Poll::Ready(Err(Error::Closed { reconnecting: false }));
-                        }
-                        Poll::Pending => {}
                     }
                     if let Some((deadline, sleep)) = deadline
                         && sleep.as_mut().poll(context).is_ready()
                     {
                         let error = Self::elapsed_error(*deadline, *started);
-                        this.state = AcquireState::Done;
-                        return Poll::Ready(Err(error));
+                        // Leaves the queue on drop; slots granted since the check above go back.
+                        self.state = AcquireState::Done;
+                        return Poll::Ready(Err(Box::new(error)));
                     }
                     return Poll::Pending;
                 }
-                AcquireState::Queued { ticket, slot, deadline, started, .. } => {
+                Stage::Queued { ticket, slot, deadline, started, .. } => {
                     let Some(rate) = &limiter.inner.rate else {
                         unreachable!("only a rate limit queues");
                     };
                     let now = limiter.now_ns();
                     match rate.queue.poll(*ticket, context.waker(), &rate.tat, rate.params(), now) {
                         QueuePoll::Admitted => {
-                            let AcquireState::Queued { permit, .. } =
-                                std::mem::replace(&mut this.state, AcquireState::Done)
+                            let Stage::Queued { permit, .. } =
+                                std::mem::replace(&mut waiting.stage, Stage::Left)
                             else {
                                 unreachable!("matched just above");
                             };
+                            self.state = AcquireState::Done;
                             return Poll::Ready(Ok(permit));
                         }
                         QueuePoll::Wait { head_start_at: Some(start_at) } => {
@@ -1281,34 +1309,78 @@ impl<'a, E> Future for Acquire<'a, E> {
                         && sleep.as_mut().poll(context).is_ready()
                     {
                         let error = Self::elapsed_error(*deadline, *started);
-                        rate.queue.leave(*ticket);
-                        this.state = AcquireState::Done;
-                        return Poll::Ready(Err(error));
+                        // Leaves the queue on drop.
+                        self.state = AcquireState::Done;
+                        return Poll::Ready(Err(Box::new(error)));
                     }
                     return Poll::Pending;
                 }
-                AcquireState::Done => panic!("`Acquire` polled after it completed"),
+                Stage::Left => unreachable!("a future out of every queue is done"),
             }
         }
     }
 }
 
-impl<E> Drop for Acquire<'_, E> {
+impl<'a, E> Future for Acquire<'a, E> {
+    type Output = Result<Permit<'a>, Error<E>>;
+
+    // Inlined into the caller so that a permit granted on the first poll is returned in registers: through
+    // memory, the 64-byte `Result` is copied twice and stalls on store forwarding (measured with perf).
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let AcquireState::Start = this.state {
+            this.state = AcquireState::Done;
+            let limiter = this.limiter;
+            let weight = this.weight;
+            // A weight of 1 never exceeds a limit (both are at least 1): the common call skips the check.
+            if weight != 1 {
+                limiter.check_weight(weight)?;
+                if weight == 0 {
+                    return Poll::Ready(Ok(limiter.empty_permit(0)));
+                }
+            }
+            // The fast path: a free concurrency slot, and rate tokens there with nobody queued.
+            match limiter.admit_now(weight) {
+                Ok(permit) => return Poll::Ready(Ok(permit)),
+                Err(shortfall) => match this.start_waiting(shortfall, context) {
+                    Poll::Pending => {}
+                    Poll::Ready(result) => return Poll::Ready(result.map_err(|error| *error)),
+                },
+            }
+        }
+        this.poll_waiting(context).map_err(|error| *error)
+    }
+}
+
+impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        if let AcquireState::Queued { ticket, .. } = &self.state
-            && let Some(rate) = &self.limiter.inner.rate
-        {
-            rate.queue.leave(*ticket);
+        match &self.stage {
+            Stage::Queued { ticket, .. } => {
+                if let Some(rate) = &self.limiter.inner.rate {
+                    rate.queue.leave(*ticket);
+                }
+            }
+            Stage::Permit { ticket, .. } => {
+                if let Some(concurrency) = &self.limiter.inner.concurrency {
+                    // Gives the slots back if they were granted since the last poll.
+                    concurrency.semaphore.leave(*ticket, self.weight);
+                }
+            }
+            Stage::Left => {}
         }
     }
 }
 
 impl<E> fmt::Debug for Acquire<'_, E> {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.state {
+        let state = match &self.state {
             AcquireState::Start => "start",
-            AcquireState::WaitingPermit { .. } => "waiting for a concurrency slot",
-            AcquireState::Queued { .. } => "queued for rate tokens",
+            AcquireState::Waiting(waiting) => match waiting.stage {
+                Stage::Permit { .. } => "waiting for a concurrency slot",
+                Stage::Queued { .. } => "queued for rate tokens",
+                Stage::Left => "done",
+            },
             AcquireState::Done => "done",
         };
         formatter

@@ -205,3 +205,82 @@ async fn dropping_a_keyed_waiter_refunds_the_key_when_it_is_last() {
     drop(waiting);
     assert_eq!(limiter.peek(&"k", 1), before);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_concurrency_waiter_granted_but_dropped_before_its_next_poll_passes_the_slot_on() {
+    let limiter = Limiter::concurrency(1).unwrap();
+    let held = limiter.try_acquire::<()>().unwrap();
+    let mut first = Box::pin(limiter.acquire::<()>());
+    let mut second = Box::pin(limiter.acquire::<()>());
+    assert!(futures::poll!(&mut first).is_pending());
+    assert!(futures::poll!(&mut second).is_pending());
+    // The slot goes to `first`, which is dropped before it sees it: the slot moves on to `second`.
+    drop(held);
+    drop(first);
+    let permit = second.await.unwrap();
+    assert_eq!(limiter.available_permits(), Some(0));
+    drop(permit);
+    assert_eq!(limiter.available_permits(), Some(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_concurrency_waiter_whose_deadline_passes_leaves_the_queue_and_takes_nothing() {
+    let limiter = Limiter::concurrency(2).unwrap();
+    let held = limiter.try_acquire_n::<()>(2).unwrap();
+    let start = Instant::now();
+    let error = limiter.acquire::<()>().within(Duration::from_millis(30)).await.unwrap_err();
+    assert!(error.is_elapsed(), "{error:?}");
+    assert_eq!(start.elapsed(), Duration::from_millis(30));
+    drop(held);
+    assert_eq!(limiter.available_permits(), Some(2));
+    assert_eq!(limiter.try_acquire_n::<()>(2).unwrap().weight(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_churn_of_weighted_concurrency_waiters_dropped_at_random_conserves_every_slot() {
+    const MAX_CONCURRENT: usize = 8;
+    let limiter = Limiter::concurrency(MAX_CONCURRENT).unwrap();
+    let in_use = Arc::new(AtomicU64::new(0));
+    let peak = Arc::new(AtomicU64::new(0));
+    let admitted = Arc::new(AtomicU64::new(0));
+    let cancelled = Arc::new(AtomicU64::new(0));
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut tasks = Vec::new();
+    for _ in 0..5_000 {
+        let limiter = limiter.clone();
+        let (in_use, peak) = (Arc::clone(&in_use), Arc::clone(&peak));
+        let (admitted, cancelled) = (Arc::clone(&admitted), Arc::clone(&cancelled));
+        let weight = rng.u32(1..=4);
+        let patience = Duration::from_micros(rng.u64(0..3_000));
+        let arrival = Duration::from_micros(rng.u64(0..1_000_000));
+        let hold = Duration::from_micros(rng.u64(0..2_000));
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(arrival).await;
+            tokio::select! {
+                permit = limiter.acquire_n::<()>(weight) => {
+                    let _permit = permit.unwrap();
+                    let now = in_use.fetch_add(u64::from(weight), Ordering::SeqCst) + u64::from(weight);
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    admitted.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(hold).await;
+                    in_use.fetch_sub(u64::from(weight), Ordering::SeqCst);
+                }
+                () = tokio::time::sleep(patience) => {
+                    cancelled.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let admitted = admitted.load(Ordering::Relaxed);
+    let cancelled = cancelled.load(Ordering::Relaxed);
+    assert_eq!(admitted + cancelled, 5_000);
+    assert!(cancelled > 100, "the churn must drop waiters: only {cancelled} were");
+    assert!(admitted > 100, "the churn must admit callers: only {admitted} were");
+    assert!(peak.load(Ordering::SeqCst) <= MAX_CONCURRENT as u64);
+    assert_eq!(in_use.load(Ordering::SeqCst), 0);
+    assert_eq!(limiter.available_permits(), Some(MAX_CONCURRENT));
+    assert_eq!(limiter.try_acquire_n::<()>(8).unwrap().weight(), 8);
+}

@@ -129,3 +129,24 @@ async fn a_weight_larger_than_the_limits_fails_at_once_instead_of_hanging() {
     assert_eq!(rate_only.peek(6), Peek::TooLarge);
     assert!(rate_only.acquire_n::<()>(0).await.is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn changing_max_concurrent_while_callers_wait_serves_them_in_order() {
+    let limiter = Limiter::concurrency(2).unwrap();
+    let held = limiter.try_acquire_n::<()>(2).unwrap();
+    let mut first = Box::pin(limiter.acquire::<()>());
+    let mut second = Box::pin(limiter.acquire::<()>());
+    assert!(futures::poll!(&mut first).is_pending());
+    assert!(futures::poll!(&mut second).is_pending());
+    // Lowered to 1: the two slots coming back pay off one retirement, then admit the head only.
+    limiter.set_max_concurrent(1).unwrap();
+    drop(held);
+    let first = first.await.unwrap();
+    assert!(futures::poll!(&mut second).is_pending());
+    // Raised to 3: the new slots go to the waiter at once.
+    limiter.set_max_concurrent(3).unwrap();
+    let second = second.await.unwrap();
+    assert_eq!(limiter.available_permits(), Some(1));
+    drop((first, second));
+    assert_eq!(limiter.available_permits(), Some(3));
+}

@@ -146,3 +146,26 @@ async fn the_combined_limit_holds_both_bounds() {
     assert!(start.elapsed() >= Duration::from_millis(50 * 50 / 3), "{:?}", start.elapsed());
     assert_eq!(limiter.available_permits(), Some(3));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_large_concurrency_request_is_not_starved_and_try_acquire_never_jumps_the_queue() {
+    let limiter = Limiter::concurrency(4).unwrap();
+    let held: Vec<_> = (0..4).map(|_| limiter.try_acquire::<()>().unwrap()).collect();
+    let mut large = Box::pin(limiter.acquire_n::<()>(4));
+    let mut small = Box::pin(limiter.acquire::<()>());
+    assert!(futures::poll!(&mut large).is_pending());
+    assert!(futures::poll!(&mut small).is_pending());
+    let mut held = held.into_iter();
+    drop(held.next());
+    // A slot is free, but it is the head's: neither a `try_acquire` nor the small waiter takes it.
+    assert!(limiter.try_acquire::<()>().unwrap_err().is_full());
+    assert_ne!(limiter.peek(1), aqueduct_ratelimit::Peek::Admit);
+    assert!(futures::poll!(&mut small).is_pending());
+    drop(held);
+    let large = large.await.unwrap();
+    assert_eq!(large.weight(), 4);
+    assert!(futures::poll!(&mut small).is_pending());
+    drop(large);
+    small.await.unwrap();
+    assert_eq!(limiter.available_permits(), Some(4));
+}
