@@ -108,8 +108,8 @@ where
             counters: self.counters.clone(),
             control: self.control.clone(),
         };
-        // The stage future of the current item, allocated once per worker and reused for every item.
-        let mut slot: Pin<Box<Option<Fut>>> = Box::pin(None);
+        // The stage future of the current item, in this task's own state, reused for every item.
+        let mut slot: Pin<&mut Option<Fut>> = std::pin::pin!(None);
         let mut received: Option<(u64, I)> = None;
         loop {
             let step = std::future::poll_fn(|context| {
@@ -162,7 +162,7 @@ where
     #[inline(always)]
     fn run_ready<Fut, X>(
         &self,
-        slot: &mut Pin<Box<Option<Fut>>>,
+        slot: &mut Pin<&mut Option<Fut>>,
         mut received: Option<(u64, I)>,
         context: &mut Context<'_>,
     ) -> Step<I, O, E>
@@ -238,7 +238,7 @@ where
     /// the slot.
     async fn finish_pending<Fut, X>(
         &self,
-        slot: &mut Pin<Box<Option<Fut>>>,
+        slot: &mut Pin<&mut Option<Fut>>,
         index: u64,
     ) -> Outcome<I, O, E>
     where
