@@ -1,6 +1,6 @@
 //! The seed's `process_batch(items, batch_size=100, max_concurrent=5)`, then the same lookups auto-batched.
 //!
-//! Run with `cargo run -p aqueduct-batch --example basic`.
+//! Run with `cargo run -p aqueduct-batch --example batch_basic`.
 
 use std::time::Duration;
 
