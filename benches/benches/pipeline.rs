@@ -3,7 +3,9 @@
 //! Contenders per workload:
 //! - `aqueduct`: `PipelineBuilder::from_items(..).stage(4, f)…run()`;
 //! - `baseline-kanal`, `baseline-flume`, `baseline-async-channel`: the same workers written by hand over
-//!   that channel's bounded MPMC queue (closing by dropping the senders); they also pick the pipeline's queue;
+//!   that channel's bounded MPMC queue (closing by dropping the senders). They picked the pipeline's first
+//!   queue (kanal); the pipeline now has a queue of its own, because its items carry their source index and
+//!   kanal moves values wider than a pointer through a store-forwarding stall (see the crate's README);
 //! - `tokio-mpsc-mutex`: the naive port of the Python original, four workers sharing one
 //!   `Arc<tokio::sync::Mutex<mpsc::Receiver>>`.
 //!

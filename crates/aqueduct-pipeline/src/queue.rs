@@ -23,8 +23,8 @@
 //! One [`spin`] lock guards a `VecDeque` ring (allocated once at its capacity), the list of gaps and two FIFO
 //! lists of waiting tasks. Every operation holds the lock for a few loads and stores and never runs user
 //! code under it (wakers are woken after unlocking), so a contended lock is released within nanoseconds; a
-//! task that finds it taken yields its thread to the OS scheduler instead of spinning, which keeps the lock
-//! safe on an oversubscribed machine where the holder may be preempted.
+//! task that finds it taken spins briefly and then yields its thread to the OS scheduler, which keeps the
+//! lock safe on an oversubscribed machine where the holder may be preempted.
 //!
 //! A push that finds receivers waiting wakes the first one; a pop that finds senders waiting wakes the first
 //! one. A waiter woken and then dropped before it took its turn passes the wake-up on, so no wake-up is
@@ -38,8 +38,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll, Waker};
 
+use spin::RelaxStrategy;
 use spin::mutex::SpinMutex;
-use spin::relax::Yield;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -118,7 +118,37 @@ pub(crate) enum TryRecv<T> {
 }
 
 struct Shared<T> {
-    state: SpinMutex<State<T>, Yield>,
+    state: SpinMutex<State<T>, SpinThenYield>,
+}
+
+/// How a task waits for the queue's lock: spin briefly (the lock is held for a few nanoseconds), and every
+/// [`SPINS_BEFORE_YIELD`] waits yield the thread to the OS scheduler, in case the holder was preempted.
+///
+/// Yielding at once (`spin::relax::Yield`) would give the CPU away on every brief contention, and on a loaded
+/// machine a `sched_yield` may hand over a whole time slice; spinning forever (`spin::relax::Spin`) burns the
+/// time slice of a waiter whose holder was preempted. kanal's lock backs off the same way.
+struct SpinThenYield;
+
+/// See [`SpinThenYield`].
+const SPINS_BEFORE_YIELD: u32 = 64;
+
+impl RelaxStrategy for SpinThenYield {
+    #[inline]
+    fn relax() {
+        thread_local! {
+            static WAITS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        let waits = WAITS.with(|waits| {
+            let next = waits.get().wrapping_add(1);
+            waits.set(next);
+            next
+        });
+        if waits % SPINS_BEFORE_YIELD == 0 {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 struct State<T> {
