@@ -33,6 +33,10 @@ pub(crate) struct Core<M: Manager> {
     pub(crate) counters: Counters,
     pub(crate) generation: AtomicU64,
     pub(crate) closing: AtomicBool,
+    /// Whether callers are queueing for connections: set when an acquire has to wait, cleared when
+    /// one is served at once. While set, `acquire` queues at once instead of first trying for a
+    /// free connection, a try that would fail and bounce deadpool's counters between the cores.
+    pub(crate) queueing: AtomicBool,
     /// Notified whenever a checked-out connection comes back while closing.
     pub(crate) returned: Notify,
     terminators: Mutex<HashMap<u64, Terminator>>,
@@ -47,6 +51,8 @@ pub(crate) struct Core<M: Manager> {
     last_connect_error: Mutex<Option<M::Error>>,
     /// The time settings of the checkout and return checks, and the maintenance ticks.
     pub(crate) clock: Clock,
+    /// The deadlines of the callers waiting in `acquire`.
+    pub(crate) expiry: Arc<crate::expiry::Expiry>,
 }
 
 /// The time settings of the checks, and the maintenance ticks that let a return skip the clock.
@@ -190,6 +196,7 @@ impl<M: Manager> Core<M> {
             counters: Counters::default(),
             generation: AtomicU64::new(0),
             closing: AtomicBool::new(false),
+            queueing: AtomicBool::new(false),
             returned: Notify::new(),
             terminators: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
@@ -197,6 +204,7 @@ impl<M: Manager> Core<M> {
             panic: Mutex::new(None),
             last_connect_error: Mutex::new(None),
             clock: Clock::new(&config),
+            expiry: Arc::new(crate::expiry::Expiry::new()),
             config,
         }
     }

@@ -5,6 +5,7 @@
 mod backend;
 mod config;
 mod core;
+mod expiry;
 mod guard;
 mod manager;
 mod pool;

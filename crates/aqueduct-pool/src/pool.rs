@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::backend::{BackendPool, DeadpoolAdapter, Held};
 use crate::config::{Backend, PoolBuilder, PoolConfig};
 use crate::core::{Core, Failure, lock};
+use crate::expiry::Due;
 use crate::guard::PooledConnection;
 use crate::manager::Manager;
 use crate::status::PoolStatus;
@@ -131,6 +132,7 @@ impl<M: Manager> Pool<M> {
         let weak = Arc::downgrade(&pool.shared);
         let interval = pool.shared.core.config.maintenance_interval;
         tokio::spawn(maintain(weak, interval));
+        tokio::spawn(Arc::clone(&pool.shared.core.expiry).watch());
         Ok(pool)
     }
 
@@ -179,11 +181,12 @@ impl<M: Manager> Pool<M> {
     /// # }
     /// ```
     pub async fn acquire(&self) -> Result<PooledConnection<M>, Error<M::Error>> {
-        if self.shared.core.is_closing() {
+        let core = &self.shared.core;
+        if core.is_closing() {
             return Err(Error::Closed { reconnecting: false });
         }
         match &self.shared.backend {
-            BackendPool::Deadpool(pool) => {
+            BackendPool::Deadpool(pool) if !core.queueing.load(Ordering::Relaxed) => {
                 // First without queueing: a free permit means nobody is waiting (tokio's semaphore
                 // hands a returned permit straight to the first waiter), so this never overtakes a
                 // waiter, and it skips the waiter-queue machinery of a waiting `get`. Polled once
@@ -208,6 +211,8 @@ impl<M: Manager> Pool<M> {
                     }
                 }
             }
+            // Callers are queueing: join the queue at once.
+            BackendPool::Deadpool(_) => {}
             #[cfg(feature = "bb8")]
             BackendPool::Bb8 { .. } => {}
         }
@@ -226,29 +231,50 @@ impl<M: Manager> Pool<M> {
         // Polled with the caller's own waker from the start, so a waiter is queued exactly once (a
         // throw-away first poll would take the waiter queue's lock twice). The clock is read and
         // the deadline timer armed only after the first `Pending`.
+        // The deadline is watched by the pool's expiry task (see `Expiry`), or by a timer of this
+        // call's own when that task is gone.
+        let mut registration = pin!(None::<tokio::sync::futures::Notified<'_>>);
         let mut timer = pin!(None::<tokio::time::Sleep>);
         let mut waiting: Option<(Instant, Option<Deadline>)> = None;
         let outcome = std::future::poll_fn(|context| {
             if let Poll::Ready(result) = attempt.as_mut().poll(context) {
                 return Poll::Ready(Some(result));
             }
-            waiting.get_or_insert_with(|| {
+            let &mut (started, deadline) = waiting.get_or_insert_with(|| {
+                if !core.queueing.load(Ordering::Relaxed) {
+                    core.queueing.store(true, Ordering::Relaxed);
+                }
                 let started = Instant::now();
                 let deadline =
                     Deadline::clamp(core.config.acquire_timeout.map(|timeout| started + timeout));
-                if let Some(deadline) = deadline {
-                    timer.set(Some(tokio::time::sleep_until(deadline.at())));
-                }
                 (started, deadline)
             });
-            match timer.as_mut().as_pin_mut() {
-                Some(sleep) => sleep.poll(context).map(|()| None),
-                None => Poll::Pending,
+            let Some(deadline) = deadline else { return Poll::Pending };
+            if let Some(sleep) = timer.as_mut().as_pin_mut() {
+                return sleep.poll(context).map(|()| None);
+            }
+            if deadline.at() <= started {
+                return Poll::Ready(None);
+            }
+            match core.expiry.poll_due(registration.as_mut(), deadline.at(), context) {
+                Due::Waiting => Poll::Pending,
+                Due::Elapsed => Poll::Ready(None),
+                Due::Unwatched => {
+                    timer.set(Some(tokio::time::sleep_until(deadline.at())));
+                    let sleep = timer.as_mut().as_pin_mut().expect("armed just above");
+                    sleep.poll(context).map(|()| None)
+                }
             }
         })
         .await;
         match outcome {
-            Some(Ok(held)) => Ok(self.hand_out(held)),
+            Some(Ok(held)) => {
+                if waiting.is_none() && core.queueing.load(Ordering::Relaxed) {
+                    // Served at once: the queue has drained.
+                    core.queueing.store(false, Ordering::Relaxed);
+                }
+                Ok(self.hand_out(held))
+            }
             Some(Err(failure)) => {
                 let (started, deadline) = waiting.unwrap_or_else(|| {
                     let started = Instant::now();
@@ -652,6 +678,12 @@ impl<M: Manager> std::fmt::Debug for Pool<M> {
 }
 
 // ===== impl Shared =====
+
+impl<M: Manager> Drop for Shared<M> {
+    fn drop(&mut self) {
+        self.core.expiry.stop();
+    }
+}
 
 impl<M: Manager> Shared<M> {
     /// Connections checked out now (with deadpool, also one being recycled for a caller right now).

@@ -157,6 +157,75 @@ async fn the_ambient_deadline_shortens_the_acquire_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn waiters_time_out_each_at_its_own_deadline_whatever_the_order_they_queued_in() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder
+            .max_size(1)
+            .acquire_timeout(Duration::from_secs(2))
+            .build()
+            .await
+            .expect("builds");
+        let held = pool.acquire().await.expect("room");
+        let started = Instant::now();
+        let waiter = |ambient: Option<Duration>| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let result = match ambient {
+                    Some(limit) => with_deadline(Instant::now() + limit, pool.acquire()).await,
+                    None => pool.acquire().await,
+                };
+                assert!(result.expect_err("nothing comes back").is_elapsed());
+                Instant::now()
+            })
+        };
+        // Queued first with the longest deadline, then with ever earlier ones.
+        let own = waiter(None);
+        common::settle().await;
+        let ambient_late = waiter(Some(Duration::from_millis(1500)));
+        common::settle().await;
+        let ambient_early = waiter(Some(Duration::from_millis(300)));
+        assert_eq!(ambient_early.await.expect("no panic") - started, Duration::from_millis(300));
+        assert_eq!(ambient_late.await.expect("no panic") - started, Duration::from_millis(1500));
+        assert_eq!(own.await.expect("no panic") - started, Duration::from_secs(2), "{backend:?}");
+        assert_eq!(pool.status().timeouts, 3);
+        drop(held);
+        common::assert_at_rest(&pool, &database);
+    }
+}
+
+#[test]
+fn acquire_still_times_out_after_the_runtime_that_built_the_pool_is_gone() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let building = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("a runtime");
+        let pool = building
+            .block_on(builder.max_size(1).acquire_timeout(Duration::from_secs(2)).build())
+            .expect("builds");
+        // Its background tasks, the deadline watch among them, end with it.
+        drop(building);
+        let using = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("a runtime");
+        using.block_on(async {
+            let held = pool.acquire().await.expect("room");
+            let started = Instant::now();
+            let error = pool.acquire().await.expect_err("nothing comes back");
+            assert!(error.is_elapsed(), "{backend:?}: {error:?}");
+            assert_eq!(started.elapsed(), Duration::from_secs(2), "{backend:?}");
+            drop(held);
+        });
+        common::assert_at_rest(&pool, &database);
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn try_acquire_creates_when_there_is_room_and_rejects_when_full() {
     for &backend in Backend::all() {
         let (builder, database) = common::builder(backend);
