@@ -795,6 +795,62 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn receives_cancelled_at_random_points_lose_no_item_and_no_wake_up() {
+        let (sender, receiver) = bounded::<u64>(2);
+        let producer = tokio::spawn(async move {
+            for index in 0..20_000u64 {
+                if let Err(TrySendError::Full(index, item)) = sender.try_send(index, index * 10) {
+                    sender.send(Message::Item(index, item)).await.unwrap();
+                }
+                if index % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let mut receivers = Vec::new();
+        for worker in 0..4u64 {
+            let receiver = receiver.clone();
+            receivers.push(tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut attempt = worker;
+                loop {
+                    attempt += 1;
+                    // Every third receive is abandoned after one poll, woken or not.
+                    if attempt % 3 == 0 {
+                        let mut receive = receiver.recv();
+                        let polled = std::future::poll_fn(|context| {
+                            Poll::Ready(Pin::new(&mut receive).poll(context))
+                        })
+                        .await;
+                        match polled {
+                            Poll::Ready(Some(message)) => seen.push(message_index(&message)),
+                            Poll::Ready(None) => break,
+                            Poll::Pending => {
+                                drop(receive);
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                        continue;
+                    }
+                    match receiver.recv().await {
+                        Some(message) => seen.push(message_index(&message)),
+                        None => break,
+                    }
+                }
+                seen
+            }));
+        }
+        drop(receiver);
+        producer.await.unwrap();
+        let mut all = Vec::new();
+        for receiver in receivers {
+            all.extend(receiver.await.unwrap());
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..20_000).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_senders_and_receivers_move_every_item_and_gap_exactly_once() {
         let (sender, receiver) = bounded::<u64>(3);
         let mut senders = Vec::new();
