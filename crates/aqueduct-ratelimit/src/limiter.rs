@@ -908,27 +908,36 @@ impl Limiter {
     }
 
     /// The error of a `try_acquire` the fast path could not admit; gives the concurrency slots back.
-    #[cold]
-    #[inline(never)]
+    ///
+    /// Inlined, so that a caller who only looks at the retry-after pays for no `Error` in memory; only the
+    /// rare refusal because callers queue is computed out of line.
+    #[inline(always)]
     fn refusal<E>(&self, shortfall: Shortfall<'_>) -> Error<E> {
         match shortfall {
             Shortfall::Full => Error::Full { capacity: self.max_concurrent().unwrap_or(0) },
-            Shortfall::Tokens { permit, now, start_at } => {
+            Shortfall::Tokens { permit, now, start_at: Some(start_at) } => {
+                drop(permit);
+                Error::RateLimited { retry_after: Duration::from_nanos(start_at - now) }
+            }
+            Shortfall::Tokens { permit, now, start_at: None } => {
                 let tokens = u64::from(permit.weight);
                 drop(permit);
-                let retry_after = match (start_at, &self.inner.rate) {
-                    (Some(start_at), _) => start_at - now,
-                    (None, Some(rate)) => {
-                        let queued = rate.queue.queued_tokens();
-                        let start_at =
-                            rate.params().decide(rate.tat.load(), now, queued + tokens).start_at;
-                        start_at.saturating_sub(now).max(1)
-                    }
-                    (None, None) => unreachable!("only a rate limit lacks tokens"),
-                };
-                Error::RateLimited { retry_after: Duration::from_nanos(retry_after) }
+                Error::RateLimited { retry_after: self.queued_retry_after(tokens, now) }
             }
         }
+    }
+
+    /// How long a `try_acquire` of `tokens` refused because callers queue should wait: until the queue
+    /// and then its own tokens would be served, at least 1 ns.
+    #[cold]
+    #[inline(never)]
+    fn queued_retry_after(&self, tokens: u64, now: u64) -> Duration {
+        let wait = self.inner.rate.as_ref().map_or(1, |rate| {
+            let queued = rate.queue.queued_tokens();
+            let start_at = rate.params().decide(rate.tat.load(), now, queued + tokens).start_at;
+            start_at.saturating_sub(now).max(1)
+        });
+        Duration::from_nanos(wait)
     }
 
     #[inline]

@@ -169,3 +169,21 @@ async fn a_large_concurrency_request_is_not_starved_and_try_acquire_never_jumps_
     small.await.unwrap();
     assert_eq!(limiter.available_permits(), Some(4));
 }
+
+#[tokio::test(start_paused = true)]
+async fn try_acquire_never_jumps_the_rate_queue_and_says_when_its_turn_would_come() {
+    let limiter = Limiter::rate_limit(Rate::per_second(10), 1).unwrap();
+    limiter.try_acquire::<()>().unwrap();
+    let mut waiting = Box::pin(limiter.acquire::<()>());
+    assert!(futures::poll!(&mut waiting).is_pending());
+    // The next token (100 ms) is the waiter's; a `try` would get the one after it.
+    let refused = limiter.try_acquire::<()>().unwrap_err();
+    assert_eq!(refused.retry_after(), Some(Duration::from_millis(200)));
+    tokio::time::advance(Duration::from_millis(100)).await;
+    // The token is there, but the waiter has not taken it yet: still refused.
+    let refused = limiter.try_acquire::<()>().unwrap_err();
+    assert_eq!(refused.retry_after(), Some(Duration::from_millis(100)));
+    waiting.await.unwrap();
+    let refused = limiter.try_acquire::<()>().unwrap_err();
+    assert_eq!(refused.retry_after(), Some(Duration::from_millis(100)));
+}
