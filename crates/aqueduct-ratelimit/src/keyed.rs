@@ -16,6 +16,7 @@ use tokio::time::{Instant, Sleep};
 use crate::config::{ConfigError, Quota};
 use crate::gcra::{AtomicTat, Decision, Params};
 use crate::limiter::{Booking, Peek};
+use crate::prehashed::{KeyLookup, Lookup, PassThrough, Prehashed};
 
 /// A rate limit per key (per client, per IP, per tenant), with a hard bound on how many keys it remembers.
 ///
@@ -141,7 +142,8 @@ struct KeyedInner<K> {
 }
 
 struct Shard<K> {
-    entries: HashMap<K, Entry>,
+    /// The keys with their hash, which the map passes through: a key is hashed once per operation.
+    entries: HashMap<Prehashed<K>, Entry, PassThrough>,
     capacity: usize,
     /// No entry becomes idle before this time (a lower bound of every entry's TAT).
     next_idle_at: u64,
@@ -252,7 +254,10 @@ impl<K> KeyedRateLimiterBuilder<K> {
                 Mutex::new(Shard {
                     // Twice the room: deletions leave tombstones, and a map at most half full
                     // rehashes them in place instead of growing.
-                    entries: HashMap::with_capacity(capacity.saturating_mul(2)),
+                    entries: HashMap::with_capacity_and_hasher(
+                        capacity.saturating_mul(2),
+                        PassThrough::default(),
+                    ),
                     capacity,
                     next_idle_at: u64::MAX,
                     operations_since_sweep: 0,
@@ -377,7 +382,11 @@ impl<K> KeyedRateLimiter<K> {
 
     fn now_ns(&self) -> u64 {
         let since = Instant::now().saturating_duration_since(self.inner.origin);
-        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        // u64 arithmetic rather than `as_nanos()`'s u128: 584 years of nanoseconds fit, then it saturates.
+        since
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(since.subsec_nanos()))
     }
 }
 
@@ -474,8 +483,9 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     /// ```
     pub fn peek(&self, key: &K, weight: u32) -> Peek {
         let now = self.now_ns();
-        let shard = lock(self.shard_of(key));
-        let (tat, params) = match shard.entries.get(key) {
+        let (hash, shard) = self.shard_of(key);
+        let shard = lock(shard);
+        let (tat, params) = match shard.entries.get(&Lookup { hash, key } as &dyn KeyLookup<K>) {
             Some(entry) => (entry.tat, entry.params),
             None => (0, self.quota_of(key).params),
         };
@@ -552,11 +562,17 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         }
     }
 
-    fn shard_of(&self, key: &K) -> &Mutex<Shard<K>> {
+    /// The key's hash (computed once per operation) and its shard.
+    ///
+    /// The shard is picked from bits 32 to 47 of the hash: the shard's map takes its bucket from the low
+    /// bits and its tag from the top 7, so all three stay independent.
+    #[inline]
+    fn shard_of(&self, key: &K) -> (u64, &Mutex<Shard<K>>) {
         let hash = self.inner.hasher.hash_one(key);
-        // The shard count is at most 16, so the remainder fits.
-        let index = usize::try_from(hash % self.inner.shards.len() as u64).unwrap_or(0);
-        &self.inner.shards[index]
+        let middle = (hash >> 32) & 0xFFFF;
+        // At most 16 shards: the product fits in a u64 and the index is below the shard count.
+        let index = (middle * self.inner.shards.len() as u64) >> 16;
+        (hash, &self.inner.shards[usize::try_from(index).unwrap_or(0)])
     }
 
     fn quota_of(&self, key: &K) -> Quota {
@@ -576,12 +592,13 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         max_wait: u64,
     ) -> Result<Result<(KeyedBooking, Decision), Decision>, Error<E>> {
         let tokens = u64::from(weight);
-        let mut shard = lock(self.shard_of(key));
+        let (hash, shard) = self.shard_of(key);
+        let mut shard = lock(shard);
         shard.operations_since_sweep += 1;
         if shard.operations_since_sweep >= SWEEP_EVERY.max(shard.entries.len()) {
             shard.sweep(now);
         }
-        if let Some(entry) = shard.entries.get_mut(key) {
+        if let Some(entry) = shard.entries.get_mut(&Lookup { hash, key } as &dyn KeyLookup<K>) {
             let params = entry.params;
             too_large(tokens, params)?;
             let decision = params.decide(entry.tat, now, tokens);
@@ -602,7 +619,8 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
             shard.sweep(now);
         }
         if shard.entries.len() < shard.capacity {
-            shard.entries.insert(key.clone(), Entry { tat: decision.new_tat, params });
+            let key = Prehashed { hash, key: key.clone() };
+            shard.entries.insert(key, Entry { tat: decision.new_tat, params });
             shard.next_idle_at = shard.next_idle_at.min(decision.new_tat);
             let booking = Booking { new_tat: decision.new_tat, cost_ns: params.cost_ns(tokens) };
             return Ok(Ok((KeyedBooking::Key(booking), decision)));
@@ -631,9 +649,11 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
                 self.inner.overflow_tat.refund_tail(booking.new_tat, booking.cost_ns);
             }
             KeyedBooking::Key(booking) => {
-                let mut shard = lock(self.shard_of(key));
+                let (hash, shard) = self.shard_of(key);
+                let mut shard = lock(shard);
                 let mut refunded_to = None;
-                if let Some(entry) = shard.entries.get_mut(key)
+                if let Some(entry) =
+                    shard.entries.get_mut(&Lookup { hash, key } as &dyn KeyLookup<K>)
                     && entry.tat == booking.new_tat
                 {
                     entry.tat = booking.new_tat.saturating_sub(booking.cost_ns);

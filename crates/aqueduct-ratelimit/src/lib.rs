@@ -8,6 +8,7 @@ mod gcra;
 mod keyed;
 mod limited;
 mod limiter;
+mod prehashed;
 mod queue;
 mod semaphore;
 
