@@ -55,25 +55,28 @@ impl<M: Manager> Held<M> {
 
     /// Returns the connection to its backend, or closes it when the return checks failed (`keep`
     /// false); then tells a waiting `close`.
+    ///
+    /// `close` is told only after the connection no longer counts as in use, so that it cannot
+    /// check in between and miss the return.
     pub(crate) fn release(self, keep: bool) {
-        // A `close` waiting for the connections to come back is told once this one is back.
-        let core = self.slot().core.is_closing().then(|| Arc::clone(&self.slot().core));
         match self {
+            Self::Deadpool(object) if keep => {
+                let core = Arc::clone(&object.core);
+                drop(object);
+                core.after_return();
+            }
             Self::Deadpool(object) => {
-                if !keep {
-                    drop(deadpool::managed::Object::take(object));
-                }
+                let slot = deadpool::managed::Object::take(object);
+                slot.core.after_return();
             }
             // bb8 asks `has_broken` on return, which reads the `broken` flag `on_return` set.
             #[cfg(feature = "bb8")]
             Self::Bb8(connection, permit) => {
                 connection.core.counters.cycles.count_return();
+                connection.core.after_return();
                 drop(connection);
                 drop(permit);
             }
-        }
-        if let Some(core) = core {
-            core.returned.notify_waiters();
         }
     }
 }

@@ -39,7 +39,8 @@ pub(crate) struct Core<M: Manager> {
     pub(crate) queueing: AtomicBool,
     /// Notified whenever a checked-out connection comes back while closing.
     pub(crate) returned: Notify,
-    terminators: Mutex<HashMap<u64, Terminator>>,
+    /// Every open connection by id: its use count and terminator, for `status()` and `close`.
+    registry: Mutex<HashMap<u64, Registered>>,
     next_id: AtomicU64,
     /// Connections opened ahead of demand that deadpool has not taken in yet (it only creates through
     /// its manager's `create`, which draws from here first).
@@ -79,11 +80,12 @@ pub(crate) struct Clock {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) size: AtomicUsize,
-    /// Checkouts so far, and with bb8 returns too (their difference is its `in_use`; deadpool
-    /// counts its own users), striped by thread.
+    /// With bb8: checkouts and returns so far, striped by thread (their difference is `in_use`;
+    /// deadpool counts its own users).
+    #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
     pub(crate) cycles: Cycles,
-    /// Checkouts of a connection never handed out before (so `recycled = handed_out - fresh`).
-    pub(crate) fresh_handouts: AtomicU64,
+    /// Recycled checkouts (`uses - 1`) of the connections closed so far.
+    pub(crate) retired_recycles: AtomicU64,
     #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
     pub(crate) waiting: AtomicUsize,
     pub(crate) created: AtomicU64,
@@ -126,6 +128,7 @@ impl Cycles {
         &self.0[index]
     }
 
+    #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
     pub(crate) fn count_handout(&self) {
         self.stripe().handed_out.fetch_add(1, Ordering::AcqRel);
     }
@@ -159,6 +162,12 @@ impl Counters {
     }
 }
 
+/// What the pool keeps of each open connection outside its slot.
+struct Registered {
+    uses: Arc<AtomicU64>,
+    terminator: Option<Terminator>,
+}
+
 /// One open connection and what the pool knows about it.
 pub(crate) struct Slot<M: Manager> {
     pub(crate) connection: M::Connection,
@@ -183,7 +192,8 @@ pub(crate) struct Slot<M: Manager> {
     pub(crate) broken: bool,
     /// How many times it was handed out.
     pub(crate) uses: u64,
-    has_terminator: bool,
+    /// `uses` again, for `status()`: written only by the caller that holds the slot.
+    shared_uses: Arc<AtomicU64>,
     pub(crate) core: Arc<Core<M>>,
 }
 
@@ -198,7 +208,7 @@ impl<M: Manager> Core<M> {
             closing: AtomicBool::new(false),
             queueing: AtomicBool::new(false),
             returned: Notify::new(),
-            terminators: Mutex::new(HashMap::new()),
+            registry: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             stash: Mutex::new(Vec::new()),
             panic: Mutex::new(None),
@@ -211,6 +221,13 @@ impl<M: Manager> Core<M> {
 
     pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
+    }
+
+    /// Tells a `close` waiting for checked-out connections that one no longer counts as in use.
+    pub(crate) fn after_return(&self) {
+        if self.is_closing() {
+            self.returned.notify_waiters();
+        }
     }
 
     /// Connects within `create_timeout` and wraps the connection in a slot.
@@ -235,10 +252,9 @@ impl<M: Manager> Core<M> {
         let now = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let terminator = self.manager.terminator(&connection);
-        let has_terminator = terminator.is_some();
-        if let Some(terminator) = terminator {
-            lock(&self.terminators).insert(id, terminator);
-        }
+        let shared_uses = Arc::new(AtomicU64::new(0));
+        let registered = Registered { uses: Arc::clone(&shared_uses), terminator };
+        lock(&self.registry).insert(id, registered);
         self.counters.size.fetch_add(1, Ordering::AcqRel);
         self.counters.created.fetch_add(1, Ordering::Relaxed);
         let expires_at = self
@@ -264,7 +280,7 @@ impl<M: Manager> Core<M> {
             generation: self.generation.load(Ordering::Acquire),
             broken: false,
             uses: 0,
-            has_terminator,
+            shared_uses,
             core: Arc::clone(self),
         })
     }
@@ -343,9 +359,21 @@ impl<M: Manager> Core<M> {
         recycled
     }
 
+    /// Checkouts of a connection that had been handed out before, over every connection so far.
+    pub(crate) fn recycled(&self) -> u64 {
+        let live: u64 = lock(&self.registry)
+            .values()
+            .map(|registered| registered.uses.load(Ordering::Relaxed).saturating_sub(1))
+            .sum();
+        live + self.counters.retired_recycles.load(Ordering::Relaxed)
+    }
+
     /// Tears down every connection that registered a terminator; returns how many.
     pub(crate) fn terminate_all(&self) -> usize {
-        let terminators: Vec<Terminator> = lock(&self.terminators).values().cloned().collect();
+        let terminators: Vec<Terminator> = lock(&self.registry)
+            .values()
+            .filter_map(|registered| registered.terminator.clone())
+            .collect();
         for terminator in &terminators {
             terminator.terminate();
         }
@@ -370,6 +398,14 @@ impl<M: Manager> Core<M> {
 }
 
 impl<M: Manager> Slot<M> {
+    /// Counts a checkout: a plain store for `status()`, no read-modify-write, since only the caller
+    /// holding the slot writes.
+    #[inline]
+    pub(crate) fn count_use(&mut self) {
+        self.uses += 1;
+        self.shared_uses.store(self.uses, Ordering::Relaxed);
+    }
+
     /// Runs when its guard is dropped: stamps the return time and says whether to keep the slot.
     #[inline]
     pub(crate) fn on_return(&mut self) -> bool {
@@ -437,9 +473,9 @@ impl Clock {
 impl<M: Manager> Drop for Slot<M> {
     fn drop(&mut self) {
         self.core.counters.size.fetch_sub(1, Ordering::AcqRel);
-        if self.has_terminator {
-            lock(&self.core.terminators).remove(&self.id);
-        }
+        lock(&self.core.registry).remove(&self.id);
+        let recycles = self.uses.saturating_sub(1);
+        self.core.counters.retired_recycles.fetch_add(recycles, Ordering::Relaxed);
     }
 }
 

@@ -24,6 +24,11 @@ use crate::status::PoolStatus;
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(10);
 /// The longest pause between connect attempts inside one `acquire`.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// The first pause of `close` between looks at the connections still checked out; it doubles up
+/// to [`MAX_CLOSE_RECHECK`] (a return normally tells `close` at once).
+const FIRST_CLOSE_RECHECK: Duration = Duration::from_millis(1);
+/// The longest pause of `close` between looks at the connections still checked out.
+const MAX_CLOSE_RECHECK: Duration = Duration::from_millis(100);
 
 /// deadpool's timeouts for taking a connection only if a permit is free (creation and recycling are
 /// bounded by the pool's own timeouts).
@@ -440,13 +445,11 @@ impl<M: Manager> Pool<M> {
     }
 
     fn hand_out(&self, mut held: Held<M>) -> PooledConnection<M> {
-        let slot = held.slot_mut();
-        let counters = &self.shared.core.counters;
-        if slot.uses == 0 {
-            counters.fresh_handouts.fetch_add(1, Ordering::Relaxed);
+        held.slot_mut().count_use();
+        #[cfg(feature = "bb8")]
+        if matches!(held, Held::Bb8(..)) {
+            self.shared.core.counters.cycles.count_handout();
         }
-        slot.uses += 1;
-        counters.cycles.count_handout();
         PooledConnection::new(held)
     }
 
@@ -501,10 +504,7 @@ impl<M: Manager> Pool<M> {
             in_use,
             waiters,
             created: counters.created.load(Ordering::Relaxed),
-            recycled: counters
-                .cycles
-                .handed_out()
-                .saturating_sub(counters.fresh_handouts.load(Ordering::Relaxed)),
+            recycled: core.recycled(),
             validated: counters.validated.load(Ordering::Relaxed),
             evicted: counters.evicted.load(Ordering::Relaxed),
             timeouts: counters.timeouts.load(Ordering::Relaxed),
@@ -626,12 +626,16 @@ impl<M: Manager> Pool<M> {
         }
         self.shared.reap_idle();
         let all_back = async {
+            // A guard dropped just as `close` began may have read `closing` before it was set and
+            // so return its connection without telling: look again now and then, not only when told.
+            let mut pause = FIRST_CLOSE_RECHECK;
             loop {
                 let notified = core.returned.notified();
                 if self.shared.in_use() == 0 {
                     return;
                 }
-                notified.await;
+                let _ = tokio::time::timeout(pause, notified).await;
+                pause = (pause * 2).min(MAX_CLOSE_RECHECK);
             }
         };
         let terminated = match tokio::time::timeout(grace, all_back).await {
