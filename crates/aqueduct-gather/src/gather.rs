@@ -504,9 +504,9 @@ where
                 && *this.panics == PanicPolicy::Capture
                 && this.engine.limit() == usize::MAX
             {
-                // Spawned collect-all waits for every task anyway: awaiting them in input order returns the
-                // same output and costs less than tracking which one finished first.
-                this.engine.as_mut().await_in_input_order();
+                // Spawned collect-all waits for every task anyway: awaiting them one by one, newest first,
+                // returns the same output and costs less than tracking which one finished first.
+                this.engine.as_mut().await_newest_first();
             }
         }
         loop {
@@ -576,16 +576,20 @@ impl<T, E> Policy for CollectAll<T, E> {
     const ORDER_FREE: bool = true;
 
     fn reserve(&mut self, len: usize) {
-        // Results go straight into the output, in input order; a slot never filled stays `Cancelled`.
         self.results.reserve(len);
-        self.results.resize_with(len, || Err(Error::Cancelled));
     }
 
     fn record(&mut self, index: usize, result: Result<T, Error<E>>) -> bool {
-        if index >= self.results.len() {
-            self.results.resize_with(index + 1, || Err(Error::Cancelled));
+        // Results go straight into the output: pushed when they come in input order, else into a slot that
+        // holds `Cancelled` until its result comes (every child created records once).
+        match index.cmp(&self.results.len()) {
+            std::cmp::Ordering::Equal => self.results.push(result),
+            std::cmp::Ordering::Less => self.results[index] = result,
+            std::cmp::Ordering::Greater => {
+                self.results.resize_with(index, || Err(Error::Cancelled));
+                self.results.push(result);
+            }
         }
-        self.results[index] = result;
         false
     }
 

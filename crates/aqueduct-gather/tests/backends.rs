@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aqueduct_core::{current_deadline, with_deadline};
-use aqueduct_gather::{Error, gather};
+use aqueduct_gather::{Error, gather, gather_stream};
 use tokio::time::{Instant, sleep};
 
 #[tokio::test(start_paused = true)]
@@ -57,6 +57,55 @@ async fn spawned_returns_results_in_input_order() {
     .spawned()
     .await;
     assert_eq!(results.into_iter().map(Result::unwrap).collect::<Vec<_>>(), delays);
+}
+
+#[tokio::test(start_paused = true)]
+async fn spawned_from_a_slow_stream_keeps_input_order() {
+    // One future every 5 ms, each running 0 to 27 ms: some finish before later ones exist, some after.
+    let source = futures::stream::unfold(0_u64, |n| async move {
+        if n == 20 {
+            return None;
+        }
+        sleep(Duration::from_millis(5)).await;
+        let child = async move {
+            sleep(Duration::from_millis((n * 7) % 28)).await;
+            Ok::<u64, ()>(n)
+        };
+        Some((child, n + 1))
+    });
+    let results: Vec<Result<u64, Error<()>>> = gather_stream(Box::pin(source)).spawned().await;
+    assert_eq!(
+        results.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+        (0..20).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_keeps_every_outcome_of_many_tasks_in_its_slot() {
+    let results: Vec<Result<u64, Error<String>>> = gather((0..2_000_u64).map(|n| async move {
+        for _ in 0..n % 3 {
+            tokio::task::yield_now().await;
+        }
+        match n % 500 {
+            7 => Err(format!("{n} failed")),
+            9 => panic!("{n} panicked"),
+            _ => Ok(n),
+        }
+    }))
+    .spawned()
+    .await;
+    assert_eq!(results.len(), 2_000);
+    for (position, result) in results.iter().enumerate() {
+        match (position % 500, result) {
+            (7, Err(error)) => assert_eq!(error.operation(), Some(&format!("{position} failed"))),
+            (9, Err(Error::Panicked { index, message })) => {
+                assert_eq!(*index, Some(position));
+                assert_eq!(*message, format!("{position} panicked"));
+            }
+            (_, Ok(value)) => assert_eq!(*value, position as u64),
+            (_, other) => panic!("unexpected outcome at {position}: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use aqueduct_gather::{Error, GatherOptions, TaskGroup, as_completed, gather, race, race_ok};
+use aqueduct_gather::{
+    Error, GatherOptions, TaskGroup, as_completed, gather, gather_stream, race, race_ok,
+};
 use aqueduct_testkit::{DropCounter, DropGuard};
 use futures::StreamExt;
 use tokio::time::{sleep, timeout};
@@ -77,6 +79,21 @@ async fn dropping_a_spawned_gather_aborts_every_task() {
                 .with_options(limit(3))
                 .spawned()
                 .await;
+    })
+    .await;
+    // A stream that makes one child every 2 ms: children are created across polls while others finish.
+    drop_at_every_point("spawned from a slow stream", |guards| async move {
+        let source = futures::stream::unfold(0_u64, move |index| {
+            let guard = guards.guard();
+            async move {
+                if index == 20 {
+                    return None;
+                }
+                sleep(Duration::from_millis(2)).await;
+                Some((child(index, guard), index + 1))
+            }
+        });
+        let _: Vec<Result<u64, Error<()>>> = gather_stream(Box::pin(source)).spawned().await;
     })
     .await;
 }
