@@ -14,6 +14,14 @@
 //! (spawned, `join_all`, then put back in input order), `futures-concurrency` (`Vec::join`), and `baseline`
 //! (`tokio::spawn` each future and await the handles in order). Every contender runs on the same
 //! multi-threaded runtime and every future returns a `Result<usize, Infallible>`.
+//!
+//! Allocator: each workload starts with [`settle_the_allocator`], for every contender alike. A spawned
+//! contender allocates and frees about 4 MB of task cells per iteration; glibc's malloc gives the top of its
+//! heap back to the system once more than its trim threshold (128 KiB at start) is free there, so whether an
+//! iteration ends in a trim, and the next one in regrowing the heap page by page (about 1 000 page faults and
+//! 30 `brk` calls per iteration), depends on the order the cells happen to be freed in. Without the settling,
+//! the same contender ran at 2 ms or at 5 ms from one run to the next, and the ranking of the spawned
+//! contenders followed the allocator rather than the code.
 
 use std::convert::Infallible;
 
@@ -25,6 +33,17 @@ use futures_concurrency::future::Join;
 use tokio::task::JoinSet;
 
 const COUNT: usize = 10_000;
+
+/// Raises glibc's heap trim threshold for the whole process, so no contender pays for trimming and regrowing
+/// the heap on every iteration (see the module docs).
+///
+/// Freeing one block that malloc had to map on its own (16 MiB, above the 128 KiB mapping threshold and below
+/// the 32 MiB cap of the dynamic threshold) raises the mapping threshold to its size and the trim threshold to
+/// twice that: malloc's documented dynamic adjustment, the same as `M_TRIM_THRESHOLD=32MiB`. Other allocators
+/// ignore it; calling it again changes nothing.
+fn settle_the_allocator() {
+    drop(std::hint::black_box(Vec::<u8>::with_capacity(16 << 20)));
+}
 
 async fn yield_once(index: usize) -> Result<usize, Infallible> {
     tokio::task::yield_now().await;
@@ -57,6 +76,7 @@ fn sum_ordered(results: &[Result<usize, Infallible>]) -> usize {
 
 macro_rules! workload {
     ($criterion:expr, $name:literal, $make:ident) => {{
+        settle_the_allocator();
         let runtime = benches::multi_thread_runtime();
         let mut group = $criterion.benchmark_group(concat!("gather/", $name));
         group.bench_function(BenchmarkId::from_parameter("aqueduct"), |bencher| {
@@ -151,6 +171,7 @@ macro_rules! workload {
 
 fn bounded_10k_limit_100(criterion: &mut Criterion) {
     const LIMIT: usize = 100;
+    settle_the_allocator();
     let runtime = benches::multi_thread_runtime();
     let options = GatherOptions::builder().limit(LIMIT).build().expect("a valid limit");
     let mut group = criterion.benchmark_group("gather/bounded_10k_limit_100");
