@@ -48,6 +48,33 @@ struct Waiter {
     waker: Waker,
 }
 
+/// The wakers of the waiters one hand-over granted, woken after the lock is released so that a woken task
+/// (or an executor that polls on wake) never waits for the lock we hold. The first needs no allocation.
+#[derive(Default)]
+struct Granted {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl Granted {
+    fn push(&mut self, waker: Waker) {
+        if self.first.is_none() {
+            self.first = Some(waker);
+        } else {
+            self.rest.push(waker);
+        }
+    }
+
+    fn wake_all(self) {
+        if let Some(first) = self.first {
+            first.wake();
+        }
+        for waker in self.rest {
+            waker.wake();
+        }
+    }
+}
+
 /// What happened to a caller that could not take its permits at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Enter {
@@ -181,29 +208,35 @@ impl Semaphore {
             // Granted while it gave up: the permits are its own to give back.
             self.state.0.fetch_add(word(i64::from(permits)), Ordering::Release);
         }
-        self.hand_over(&mut queue);
+        let granted = self.hand_over(&mut queue);
+        drop(queue);
+        granted.wake_all();
     }
 
     #[cold]
     #[inline(never)]
     fn hand_over_locked(&self) {
         let mut queue = self.lock();
-        self.hand_over(&mut queue);
+        let granted = self.hand_over(&mut queue);
+        drop(queue);
+        granted.wake_all();
     }
 
     /// Grants the head of the queue while its permits are free, in order; clears the flag once it is empty.
-    fn hand_over(&self, queue: &mut Queue) {
+    /// Returns the wakers of the granted waiters, to be woken once the lock is released.
+    fn hand_over(&self, queue: &mut Queue) -> Granted {
+        let mut granted = Granted::default();
         loop {
             let Some(entry) = queue.waiters.first_entry() else {
                 self.state.0.fetch_and(!WAITERS, Ordering::AcqRel);
-                return;
+                return granted;
             };
             let needed = word(i64::from(entry.get().permits));
             let mut current = self.state.0.load(Ordering::Acquire);
             loop {
                 // The flag is set (the queue is not empty), so the count is `current >> 1`.
                 if current - WAITERS < needed {
-                    return;
+                    return granted;
                 }
                 match self.state.0.compare_exchange_weak(
                     current,
@@ -215,7 +248,7 @@ impl Semaphore {
                     Err(actual) => current = actual,
                 }
             }
-            entry.remove().waker.wake();
+            granted.push(entry.remove().waker);
         }
     }
 
@@ -284,6 +317,28 @@ mod tests {
         assert!(semaphore.poll_waiter(small, &small_waker));
         // The queue is empty again: the flag is clear and the last permit can be taken directly.
         assert!(semaphore.try_acquire(1));
+    }
+
+    #[test]
+    fn one_release_grants_as_many_waiters_as_it_frees_slots_for() {
+        let semaphore = Semaphore::new(3);
+        assert!(semaphore.try_acquire(3));
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let (wakes, waker) = waker();
+                let Enter::Queued(ticket) = semaphore.enter(1, &waker) else {
+                    panic!("no permit is free")
+                };
+                (wakes, waker, ticket)
+            })
+            .collect();
+        semaphore.release(3);
+        for (index, (wakes, waker, ticket)) in waiters.iter().enumerate() {
+            let granted = index < 3;
+            assert_eq!(wakes.0.load(Ordering::SeqCst), usize::from(granted));
+            assert_eq!(semaphore.poll_waiter(*ticket, waker), granted);
+        }
+        assert_eq!(semaphore.available_permits(), 0);
     }
 
     #[test]

@@ -87,3 +87,58 @@ fn racing_threads_on_one_key_spend_its_burst_exactly_once() {
     });
     assert_eq!(admitted.load(Ordering::Relaxed), 1_000);
 }
+
+/// Waiters on worker threads race releases, hand-overs and cancellations (a waiter dropped while queued
+/// or just granted): never more than the limit held, and every slot comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_racing_releases_and_cancellations_on_threads_conserve_every_slot() {
+    const MAX_CONCURRENT: usize = 3;
+    let limiter = Limiter::concurrency(MAX_CONCURRENT).unwrap();
+    let held = std::sync::Arc::new(AtomicU64::new(0));
+    let admitted = std::sync::Arc::new(AtomicU64::new(0));
+    let cancelled = std::sync::Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for task in 0..4_u64 {
+        let (limiter, held) = (limiter.clone(), held.clone());
+        let (admitted, cancelled) = (admitted.clone(), cancelled.clone());
+        tasks.push(tokio::spawn(async move {
+            for round in 0..5_000_u64 {
+                let weight = u32::try_from((task + round) % 2 + 1).unwrap();
+                let acquire = limiter.acquire_n::<()>(weight);
+                // Every third round gives up after one yield: cancelled while queued or just granted.
+                let permit = if round % 3 == 0 {
+                    tokio::select! {
+                        biased;
+                        () = tokio::task::yield_now() => {
+                            cancelled.fetch_add(1, Ordering::Relaxed);
+                            None
+                        }
+                        permit = acquire => Some(permit.unwrap()),
+                    }
+                } else {
+                    Some(acquire.await.unwrap())
+                };
+                if let Some(permit) = permit {
+                    let now =
+                        held.fetch_add(u64::from(weight), Ordering::SeqCst) + u64::from(weight);
+                    assert!(now <= MAX_CONCURRENT as u64, "{now} slots held");
+                    admitted.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                    held.fetch_sub(u64::from(weight), Ordering::SeqCst);
+                    drop(permit);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (admitted, cancelled) =
+        (admitted.load(Ordering::Relaxed), cancelled.load(Ordering::Relaxed));
+    // The two rounds in three that do not give up are all admitted.
+    let waiting_rounds = 4 * (5_000 - 5_000_u64.div_ceil(3));
+    assert!(admitted >= waiting_rounds, "only {admitted} admitted");
+    assert!(cancelled > 0, "no waiter was cancelled while it waited");
+    assert_eq!(limiter.available_permits(), Some(MAX_CONCURRENT));
+    assert_eq!(limiter.try_acquire_n::<()>(3).unwrap().weight(), 3);
+}
