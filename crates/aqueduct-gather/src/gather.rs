@@ -584,7 +584,13 @@ impl<T, E> Policy for CollectAll<T, E> {
         // holds `Cancelled` until its result comes (every child created records once).
         match index.cmp(&self.results.len()) {
             std::cmp::Ordering::Equal => self.results.push(result),
-            std::cmp::Ordering::Less => self.results[index] = result,
+            std::cmp::Ordering::Less => {
+                let placeholder = std::mem::replace(&mut self.results[index], result);
+                // Most often the `Cancelled` placeholder, which owns nothing: skip the call to its destructor.
+                if matches!(placeholder, Err(Error::Cancelled)) {
+                    std::mem::forget(placeholder);
+                }
+            }
             std::cmp::Ordering::Greater => {
                 self.results.resize_with(index, || Err(Error::Cancelled));
                 self.results.push(result);
