@@ -12,9 +12,9 @@
 //!   runtime's own workers, the baseline that shows why offloading matters; `baseline-idle` ticks with no load at
 //!   all, the floor set by tokio's 1 ms timer granularity.
 //!
-//! Contenders: `aqueduct` (a `CpuPool`, rayon backend; in the lateness workload also `aqueduct-background`, the same
-//! pool with `thread_niceness(10)`), `rayon-oneshot` (a dedicated rayon pool, `spawn` plus a
-//! tokio oneshot), `spawn_blocking` and `inline`. Every contender runs on the same two-worker runtime, and both
+//! Contenders: `aqueduct` (a `CpuPool` with its defaults: rayon backend, threads at nice +10 on Linux; in the
+//! lateness workload also `aqueduct-normal-priority`, the same pool with `thread_niceness(0)`), `rayon-oneshot` (a
+//! dedicated rayon pool, `spawn` plus a tokio oneshot), `spawn_blocking` and `inline`. Every contender runs on the same two-worker runtime, and both
 //! thread pools have one thread per core.
 
 use std::collections::VecDeque;
@@ -434,13 +434,13 @@ fn timer_lateness(criterion: &mut Criterion) {
     let runtime = benches::multi_thread_runtime();
     let contenders = [
         ("aqueduct", Load::Aqueduct(aqueduct_pool())),
-        // The same pool with its threads at nice +10, so the runtime's threads win the CPU when they wake.
+        // The same pool with its threads left at the normal priority (`thread_niceness(0)`): the opt-out.
         (
-            "aqueduct-background",
+            "aqueduct-normal-priority",
             Load::Aqueduct(
                 CpuPool::builder()
                     .threads(threads())
-                    .thread_niceness(10)
+                    .thread_niceness(0)
                     .build()
                     .expect("the pool starts"),
             ),

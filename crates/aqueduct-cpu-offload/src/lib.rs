@@ -15,4 +15,7 @@ pub use aqueduct_core::{Deadline, Elapsed, Error};
 pub use crate::config::{Backend, ConfigError, default_threads};
 pub use crate::global::run;
 pub use crate::job::{CancelToken, JobHandle};
-pub use crate::pool::{CpuPool, CpuPoolBuilder, DEFAULT_CAPACITY_PER_THREAD, Run, Status, Submit};
+pub use crate::pool::{
+    CpuPool, CpuPoolBuilder, DEFAULT_CAPACITY_PER_THREAD, DEFAULT_THREAD_NICENESS, Run, Status,
+    Submit,
+};

@@ -122,6 +122,26 @@ async fn thread_niceness_lowers_the_priority_of_pool_threads_only() {
     assert_eq!(current_thread_niceness(), before, "the caller's thread is unchanged");
 }
 
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn pool_threads_run_at_the_default_lowered_priority_unless_told_otherwise() {
+    let before = current_thread_niceness();
+    let default = CpuPool::builder().threads(1).build().unwrap();
+    let inside: Result<i32, aqueduct_cpu_offload::Error<std::io::Error>> =
+        default.run(current_thread_niceness).await;
+    assert_eq!(inside.unwrap(), (before + aqueduct_cpu_offload::DEFAULT_THREAD_NICENESS).min(19));
+    let normal = CpuPool::builder().threads(1).thread_niceness(0).build().unwrap();
+    let inside: Result<i32, aqueduct_cpu_offload::Error<std::io::Error>> =
+        normal.run(current_thread_niceness).await;
+    assert_eq!(inside.unwrap(), before, "thread_niceness(0) keeps the caller's priority");
+}
+
+#[tokio::test]
+async fn the_default_niceness_does_not_apply_to_shared_blocking_threads() {
+    let pool = CpuPool::builder().backend(Backend::SpawnBlocking).build();
+    assert!(pool.is_ok(), "no niceness set means none for the blocking backend: {:?}", pool.err());
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn process_pool_refuses_zero_jobs_per_worker() {
