@@ -9,6 +9,13 @@
 //!   on every contender) against the PostgreSQL in `DATABASE_URL`; criterion times 6 400 queries per
 //!   iteration. Every pool trusts its connections at checkout (deadpool-postgres `Fast`, bb8
 //!   `test_on_check_out(false)`, aqueduct `RecyclingMethod::Fast`): equal health-check settings.
+//!   No contender has an acquire timeout that differs in kind: aqueduct keeps its default 30 s acquire
+//!   timeout (watched by one deadline task per pool), deadpool runs without a wait timeout, and bb8 with
+//!   its default 30 s connection timeout; none of them fires in these runs.
+//!   Before criterion's timings, a paired measurement runs `aqueduct`, `deadpool` and `bb8` in
+//!   interleaved rounds (9 under `--quick`, else 21; the order rotates each round) and records, as
+//!   extras, aqueduct's median per-round ratio to each peer (`paired_ratio_to_deadpool`,
+//!   `paired_ratio_to_bb8`, below 1.0 means faster) and every contender's median `paired_median_ms`.
 //!   Without `DATABASE_URL` these groups are skipped with a loud message.
 //!
 //! Contenders: `aqueduct` (aqueduct-pool on its default deadpool backend), `deadpool` 0.13 (managed),
@@ -393,6 +400,7 @@ fn select_one(criterion: &mut Criterion) {
     let runtime = benches::multi_thread_runtime();
     for size in [4, 16] {
         let workload = format!("select1 size {size}");
+        paired_select(&runtime, &url, size, &workload);
         let mut group = criterion.benchmark_group(format!("{CONCERN}/{workload}"));
         group.throughput(criterion::Throughput::Elements(SELECT_QUERIES));
         for name in Contender::NAMES {
@@ -412,6 +420,50 @@ fn select_one(criterion: &mut Criterion) {
             drop(pool);
         }
         group.finish();
+    }
+}
+
+/// The contenders of the paired `SELECT 1` measurement, in the order of its first round.
+const PAIRED: [&str; 3] = ["aqueduct", "deadpool", "bb8"];
+
+/// Interleaved rounds of the `SELECT 1` workload: every round runs each of [`PAIRED`] once (in an
+/// order rotated by one each round) and times it; the median over rounds of aqueduct's time divided
+/// by each peer's time of the same round is recorded as `paired_ratio_to_deadpool` and
+/// `paired_ratio_to_bb8`, and each contender's median time as `paired_median_ms`.
+///
+/// Criterion times one contender after another, so drift on a busy machine (PostgreSQL shares the
+/// cores) can decide a close ratio; rounds taken side by side see the same drift.
+fn paired_select(runtime: &tokio::runtime::Runtime, url: &str, size: usize, workload: &str) {
+    let rounds = if benches::is_quick() { 9 } else { 21 };
+    let pools: Vec<Arc<PgContender>> =
+        PAIRED.iter().map(|name| runtime.block_on(PgContender::build(name, url, size))).collect();
+    // One untimed round each, so every connection and statement path is warm.
+    for pool in &pools {
+        runtime.block_on(run_select(pool));
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); PAIRED.len()];
+    for round in 0..rounds {
+        for offset in 0..PAIRED.len() {
+            let index = (round + offset) % PAIRED.len();
+            let started = Instant::now();
+            runtime.block_on(run_select(&pools[index]));
+            times[index].push(started.elapsed().as_secs_f64());
+        }
+    }
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    for (peer, metric) in [(1, "paired_ratio_to_deadpool"), (2, "paired_ratio_to_bb8")] {
+        let ratios = times[0]
+            .iter()
+            .zip(&times[peer])
+            .map(|(ours, theirs)| ours / theirs.max(f64::MIN_POSITIVE))
+            .collect();
+        benches::record_extra(CONCERN, workload, "aqueduct", metric, median(ratios));
+    }
+    for (name, samples) in PAIRED.iter().zip(times) {
+        benches::record_extra(CONCERN, workload, name, "paired_median_ms", median(samples) * 1e3);
     }
 }
 
