@@ -95,8 +95,25 @@ pub(crate) struct Counters {
     pub(crate) connect_errors: AtomicU64,
 }
 
-/// How many stripes [`Cycles`] spreads its counts over.
-const STRIPES: usize = 8;
+/// How many stripes [`Cycles`] and the deadline watch ([`Expiry`](crate::expiry::Expiry)) spread
+/// their writes over.
+pub(crate) const STRIPES: usize = 8;
+
+/// The stripe of the calling thread: threads numbered in the order they first ask, modulo [`STRIPES`].
+#[inline]
+pub(crate) fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        // Const-initialised (no lazy registration on every access); `STRIPES` means unassigned.
+        static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(STRIPES) };
+    }
+    let mut index = INDEX.get();
+    if index == STRIPES {
+        index = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        INDEX.set(index);
+    }
+    index
+}
 
 /// Checkout and return counts, one stripe per thread (modulo [`STRIPES`]): the threads that acquire
 /// and release at once each write a cache line of their own instead of fighting over one.
@@ -115,17 +132,7 @@ struct Stripe {
 impl Cycles {
     /// The stripe of the calling thread.
     fn stripe(&self) -> &Stripe {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            // Const-initialised (no lazy registration on every access); `STRIPES` means unassigned.
-            static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(STRIPES) };
-        }
-        let mut index = INDEX.get();
-        if index == STRIPES {
-            index = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-            INDEX.set(index);
-        }
-        &self.0[index]
+        &self.0[stripe_index()]
     }
 
     #[cfg_attr(not(feature = "bb8"), allow(dead_code))]

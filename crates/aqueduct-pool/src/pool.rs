@@ -216,8 +216,14 @@ impl<M: Manager> Pool<M> {
                     }
                 }
             }
-            // Callers are queueing: join the queue at once.
-            BackendPool::Deadpool(_) => {}
+            // Callers are queueing: join the queue at once, polling deadpool's `get` directly (no
+            // `get_once` state machine around it).
+            BackendPool::Deadpool(pool) => {
+                let getting = futures::FutureExt::map(pool.get(), |result| {
+                    result.map(Held::Deadpool).map_err(deadpool_failure)
+                });
+                return self.wait_for(pin!(getting)).await;
+            }
             #[cfg(feature = "bb8")]
             BackendPool::Bb8 { .. } => {}
         }
