@@ -40,6 +40,10 @@ pub(crate) struct Worker<I, O, F, E> {
 }
 
 /// Where the synchronous hot path ([`Worker::run_ready`]) stopped.
+/// How many items a worker takes in one poll before it yields to the other tasks of its thread (tokio's own
+/// cooperative budget is 128 operations per poll).
+const ITEMS_PER_POLL: u32 = 128;
+
 enum Step<I, O, E> {
     /// The input queue is empty: wait for it.
     Empty,
@@ -55,6 +59,8 @@ enum Step<I, O, E> {
     Pending(u64),
     /// The stage function failed or panicked on this item.
     Failed(u64, Error<E>),
+    /// This poll has taken [`ITEMS_PER_POLL`] items: let the other tasks of this thread run.
+    Yield,
     /// The stage retries or keeps dead letters: this item takes the slow path.
     Slow(u64, I),
 }
@@ -116,7 +122,12 @@ where
                 Poll::Ready(self.run_ready(&mut slot, received.take(), context))
             })
             .await;
+            if !matches!(step, Step::Empty | Step::Closed) {
+                // This worker stops taking items for a while: let a waiting peer take the next one.
+                self.input.nudge();
+            }
             match step {
+                Step::Yield => tokio::task::yield_now().await,
                 Step::Empty => {
                     let started = Instant::now();
                     let message = self.input.recv().await;
@@ -173,9 +184,11 @@ where
     {
         let cancel = &*self.control.cancel;
         let plain = self.policy.retry.is_none() && self.policy.clone_item.is_none();
+        let mut budget = ITEMS_PER_POLL;
         loop {
             let (index, item) = match received.take() {
                 Some(received) => received,
+                None if budget == 0 => return Step::Yield,
                 None => match self.input.try_recv() {
                     TryRecv::Item(index, item) => (index, item),
                     TryRecv::Empty => return Step::Empty,
@@ -183,6 +196,7 @@ where
                     TryRecv::Closed => return Step::Closed,
                 },
             };
+            budget -= 1;
             bump(&self.counters.items_in, 1);
             if cancel.is_cancelled() {
                 bump(&self.counters.unprocessed, 1);

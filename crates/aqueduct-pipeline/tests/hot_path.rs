@@ -112,3 +112,69 @@ async fn panics_on_the_first_poll_and_after_waiting_are_both_isolated_with_their
     assert_eq!(metrics.stages[0].items_failed, 20);
     assert_eq!(metrics.accounted(), 100);
 }
+
+/// A stage whose futures wait (I/O, timers) must keep all its workers busy: the queue wakes one waiting worker
+/// at a time, and a worker that starts waiting on its stage future passes the next item on to a peer.
+#[tokio::test(start_paused = true)]
+async fn workers_whose_stage_futures_wait_all_work_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let started = tokio::time::Instant::now();
+    let (stage_running, stage_peak) = (running.clone(), peak.clone());
+    // A small queue, so the source stays open and blocked while the workers wait.
+    let metrics = PipelineBuilder::<u64, ()>::from_items(0..400u64)
+        .capacity(10)
+        .stage(4, move |item: u64| {
+            let (running, peak) = (stage_running.clone(), stage_peak.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, ()>(item)
+            }
+        })
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(metrics.delivered, 400);
+    assert_eq!(peak.load(Ordering::SeqCst), 4, "all four workers waited at once");
+    assert_eq!(
+        started.elapsed(),
+        std::time::Duration::from_millis(1000),
+        "400 items, 4 at a time, 10 ms each"
+    );
+}
+
+/// The same with a multi-threaded runtime and a stage that mixes ready and waiting futures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_whose_stage_futures_wait_overlap_on_a_multi_thread_runtime() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (stage_running, stage_peak) = (running.clone(), peak.clone());
+    let metrics = PipelineBuilder::<u64, ()>::from_items(0..200u64)
+        .capacity(5)
+        .stage(4, move |item: u64| {
+            let (running, peak) = (stage_running.clone(), stage_peak.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                if item % 2 == 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, ()>(item)
+            }
+        })
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(metrics.delivered, 200);
+    assert_eq!(peak.load(Ordering::SeqCst), 4, "all four workers waited at once");
+}
