@@ -19,7 +19,10 @@ async fn the_slow_stage_is_busy_and_the_stage_before_it_is_blocked_on_send() {
     let run = tokio::spawn(pipeline.run());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let live = handle.metrics();
-    assert_eq!(live.stages[1].queue_depth, 4, "the slow stage's queue is full");
+    // A blocked sender is woken once the queue has drained to half its capacity, so behind a slow stage the
+    // queue stays between half full and full.
+    let depth = live.stages[1].queue_depth;
+    assert!((2..=4).contains(&depth), "the slow stage's queue stays at least half full: {depth}");
     assert_eq!(live.stages[1].queue_capacity, 4);
     assert_eq!(live.stages[1].workers_alive, 1);
     let metrics = run.await.unwrap().unwrap();
