@@ -1,6 +1,8 @@
 //! The worker's synchronous hot path and its waiting paths: stage futures ready at once or waiting, full queues, gaps.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aqueduct_pipeline::{Error, PipelineBuilder, StageOptions};
 
@@ -113,25 +115,42 @@ async fn panics_on_the_first_poll_and_after_waiting_are_both_isolated_with_their
     assert_eq!(metrics.accounted(), 100);
 }
 
+/// Counts how many stage futures run at once, and the most that ever did.
+#[derive(Clone, Default)]
+struct Concurrency {
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl Concurrency {
+    /// Runs `work` counted as one of the futures running at once.
+    async fn track<T>(&self, work: impl Future<Output = T>) -> T {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let output = work.await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        output
+    }
+
+    fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
 /// A stage whose futures wait (I/O, timers) must keep all its workers busy: the queue wakes one waiting worker
 /// at a time, and a worker that starts waiting on its stage future passes the next item on to a peer.
 #[tokio::test(start_paused = true)]
 async fn workers_whose_stage_futures_wait_all_work_at_once() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let running = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
+    let concurrency = Concurrency::default();
     let started = tokio::time::Instant::now();
-    let (stage_running, stage_peak) = (running.clone(), peak.clone());
+    let stage = concurrency.clone();
     // A small queue, so the source stays open and blocked while the workers wait.
     let metrics = PipelineBuilder::<u64, ()>::from_items(0..400u64)
         .capacity(10)
         .stage(4, move |item: u64| {
-            let (running, peak) = (stage_running.clone(), stage_peak.clone());
+            let stage = stage.clone();
             async move {
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                running.fetch_sub(1, Ordering::SeqCst);
+                stage.track(tokio::time::sleep(Duration::from_millis(10))).await;
                 Ok::<_, ()>(item)
             }
         })
@@ -141,10 +160,10 @@ async fn workers_whose_stage_futures_wait_all_work_at_once() {
         .await
         .unwrap();
     assert_eq!(metrics.delivered, 400);
-    assert_eq!(peak.load(Ordering::SeqCst), 4, "all four workers waited at once");
+    assert_eq!(concurrency.peak(), 4, "all four workers waited at once");
     assert_eq!(
         started.elapsed(),
-        std::time::Duration::from_millis(1000),
+        Duration::from_millis(1000),
         "400 items, 4 at a time, 10 ms each"
     );
 }
@@ -152,21 +171,20 @@ async fn workers_whose_stage_futures_wait_all_work_at_once() {
 /// The same with a multi-threaded runtime and a stage that mixes ready and waiting futures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_whose_stage_futures_wait_overlap_on_a_multi_thread_runtime() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let running = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let (stage_running, stage_peak) = (running.clone(), peak.clone());
+    let concurrency = Concurrency::default();
+    let stage = concurrency.clone();
     let metrics = PipelineBuilder::<u64, ()>::from_items(0..200u64)
         .capacity(5)
         .stage(4, move |item: u64| {
-            let (running, peak) = (stage_running.clone(), stage_peak.clone());
+            let stage = stage.clone();
             async move {
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                if item % 2 == 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                }
-                running.fetch_sub(1, Ordering::SeqCst);
+                stage
+                    .track(async {
+                        if item % 2 == 0 {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                    })
+                    .await;
                 Ok::<_, ()>(item)
             }
         })
@@ -176,5 +194,5 @@ async fn workers_whose_stage_futures_wait_overlap_on_a_multi_thread_runtime() {
         .await
         .unwrap();
     assert_eq!(metrics.delivered, 200);
-    assert_eq!(peak.load(Ordering::SeqCst), 4, "all four workers waited at once");
+    assert_eq!(concurrency.peak(), 4, "all four workers waited at once");
 }
