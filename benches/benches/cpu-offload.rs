@@ -149,33 +149,6 @@ async fn dispatch_inline() -> u64 {
     sum
 }
 
-/// The median over `pairs` back-to-back runs of `first` then `second` of the ratio of their times.
-///
-/// Alternating the two cancels most of the drift of a shared, noisy machine, which medians taken minutes apart do not.
-fn paired_ratio<A, B>(
-    runtime: &Runtime,
-    pairs: usize,
-    mut first: impl FnMut() -> A,
-    mut second: impl FnMut() -> B,
-) -> f64
-where
-    A: Future<Output = u64>,
-    B: Future<Output = u64>,
-{
-    let mut ratios: Vec<f64> = (0..pairs)
-        .map(|_| {
-            let start = Instant::now();
-            black_box(runtime.block_on(first()));
-            let first_time = start.elapsed().as_secs_f64();
-            let start = Instant::now();
-            black_box(runtime.block_on(second()));
-            first_time / start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE)
-        })
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 /// CPU time consumed so far by every live thread of this process, in nanoseconds (Linux `schedstat`), or `None`.
 ///
 /// Unlike wall time, this barely depends on how busy the rest of a shared machine is, so it measures dispatch cost
@@ -215,7 +188,7 @@ fn dispatch(criterion: &mut Criterion) {
     let pool = aqueduct_pool();
     let rayon = rayon_pool();
     let pairs = if benches::is_quick() { 9 } else { 25 };
-    let to_rayon = paired_ratio(
+    let to_rayon = benches::paired_ratio(
         &runtime,
         pairs,
         || dispatch_aqueduct(&pool),
@@ -228,8 +201,12 @@ fn dispatch(criterion: &mut Criterion) {
         "paired_ratio_to_rayon-oneshot",
         to_rayon,
     );
-    let to_blocking =
-        paired_ratio(&runtime, pairs, || dispatch_aqueduct(&pool), dispatch_spawn_blocking);
+    let to_blocking = benches::paired_ratio(
+        &runtime,
+        pairs,
+        || dispatch_aqueduct(&pool),
+        dispatch_spawn_blocking,
+    );
     benches::record_extra(
         CONCERN,
         "dispatch",
@@ -321,10 +298,13 @@ fn speedup(criterion: &mut Criterion) {
 
     let pairs = if benches::is_quick() { 5 } else { 11 };
     let paired = [
-        ("aqueduct", paired_ratio(&runtime, pairs, heavy_inline, || heavy_aqueduct(&pool))),
+        (
+            "aqueduct",
+            benches::paired_ratio(&runtime, pairs, heavy_inline, || heavy_aqueduct(&pool)),
+        ),
         (
             "rayon-oneshot",
-            paired_ratio(&runtime, pairs, heavy_inline, || heavy_rayon_oneshot(&rayon)),
+            benches::paired_ratio(&runtime, pairs, heavy_inline, || heavy_rayon_oneshot(&rayon)),
         ),
     ];
     for (contender, ratio) in paired {

@@ -9,6 +9,10 @@
 //! - `tokio-mpsc-mutex`: the naive port of the Python original, four workers sharing one
 //!   `Arc<tokio::sync::Mutex<mpsc::Receiver>>`.
 //!
+//! After criterion's timings, `paired_ratio_to_baseline-kanal` records the median ratio of aqueduct's time to
+//! `baseline-kanal`'s over back-to-back pairs of runs (41 in quick mode, 21 otherwise): on this noisy machine
+//! kanal's own criterion median moved by 1.6× within an hour, more than the target's margin.
+//!
 //! Peak memory (`peak_rss_bytes`, from `VmHWM` in `/proc/self/status`, reset through `/proc/self/clear_refs`)
 //! is recorded for 100 000 and 1 000 000 items to show that it does not grow with the number of items.
 
@@ -235,6 +239,14 @@ fn workload(criterion: &mut Criterion, name: &str, stages: usize) {
         bencher.to_async(&runtime).iter(|| tokio_mpsc_mutex(items, stages));
     });
     group.finish();
+    let pairs = if benches::is_quick() { 41 } else { 21 };
+    let ratio = benches::paired_ratio(
+        &runtime,
+        pairs,
+        || aqueduct(items, stages),
+        || baseline_kanal(items, stages),
+    );
+    benches::record_extra("pipeline", name, "aqueduct", "paired_ratio_to_baseline-kanal", ratio);
 }
 
 fn one_stage(criterion: &mut Criterion) {

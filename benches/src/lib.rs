@@ -91,6 +91,42 @@ pub fn record_extra(concern: &str, workload: &str, contender: &str, metric: &str
     }
 }
 
+/// The median, over `pairs` back-to-back runs of `first` and `second`, of the ratio of their times.
+///
+/// Alternating the two cancels most of the drift of a shared, noisy machine, which criterion's medians, taken
+/// one contender after another and minutes apart, do not; the order within a pair alternates too, so neither
+/// side always runs on a cache the other just warmed.
+pub fn paired_ratio<A: Future, B: Future>(
+    runtime: &tokio::runtime::Runtime,
+    pairs: usize,
+    mut first: impl FnMut() -> A,
+    mut second: impl FnMut() -> B,
+) -> f64 {
+    let mut time_first = || {
+        let start = std::time::Instant::now();
+        std::hint::black_box(runtime.block_on(first()));
+        start.elapsed().as_secs_f64()
+    };
+    let mut time_second = || {
+        let start = std::time::Instant::now();
+        std::hint::black_box(runtime.block_on(second()));
+        start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE)
+    };
+    let mut ratios: Vec<f64> = (0..pairs)
+        .map(|pair| {
+            if pair % 2 == 0 {
+                let first_time = time_first();
+                first_time / time_second()
+            } else {
+                let second_time = time_second();
+                time_first() / second_time
+            }
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// The value at quantile `q` (0.0 to 1.0) of `samples`, sorting them in place; `None` when empty.
 pub fn quantile(samples: &mut [u64], q: f64) -> Option<u64> {
     if samples.is_empty() {

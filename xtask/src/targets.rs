@@ -221,22 +221,16 @@ pub(crate) const TARGETS: &[Target] = &[
     Target {
         issue: 7,
         concern: "pipeline",
-        ours: median("one-stage", "aqueduct"),
-        rule: Rule::RatioAtMost {
-            reference: median("one-stage", "baseline-kanal"),
-            limit: 1.0 / 0.9,
-        },
-        wording: "one stage: at least 0.9× the throughput of hand-written workers over kanal",
+        ours: extra("one-stage", "aqueduct", "paired_ratio_to_baseline-kanal"),
+        rule: Rule::AtMost { limit: 1.0 / 0.9 },
+        wording: "one stage: at least 0.9× the throughput of hand-written workers over kanal (time ratio, median of back-to-back pairs)",
     },
     Target {
         issue: 7,
         concern: "pipeline",
-        ours: median("three-stages", "aqueduct"),
-        rule: Rule::RatioAtMost {
-            reference: median("three-stages", "baseline-kanal"),
-            limit: 1.0 / 0.9,
-        },
-        wording: "three stages: at least 0.9× the throughput of hand-written workers over kanal",
+        ours: extra("three-stages", "aqueduct", "paired_ratio_to_baseline-kanal"),
+        rule: Rule::AtMost { limit: 1.0 / 0.9 },
+        wording: "three stages: at least 0.9× the throughput of hand-written workers over kanal (time ratio, median of back-to-back pairs)",
     },
     Target {
         issue: 7,
