@@ -7,7 +7,11 @@
 //!   contenders `aqueduct` and `aqueduct-spawned` (with `GatherOptions::limit(100)`) and `buffered`
 //!   (`futures::StreamExt::buffered(100)`, the ordered bounded combinator of futures 0.3).
 //!
-//! Extra figure: `peak_alive` (most futures alive at once) for the bounded workload.
+//! Extra figures: `peak_alive` (most futures alive at once) for the bounded workload; and, after criterion's
+//! timings of the two unbounded workloads, the median ratio over 101 back-to-back pairs of runs (order
+//! alternating) of `aqueduct` to `join_all` (`paired_ratio_to_join_all`) and of `aqueduct-spawned` to `JoinSet`
+//! (`paired_ratio_to_JoinSet`), which the targets are judged on: criterion times one contender after the
+//! other, and on this machine `JoinSet`'s own median moved between 2.8 and 9 ms from one run to the next.
 //!
 //! Contenders: `aqueduct` (in place, collect-all), `aqueduct-spawned` (one tokio task per future),
 //! `join_all` (futures 0.3), `FuturesUnordered` (collected then put back in input order), `JoinSet`
@@ -24,6 +28,7 @@
 //! contenders followed the allocator rather than the code.
 
 use std::convert::Infallible;
+use std::future::Future;
 
 use aqueduct_gather::{Error, GatherOptions, gather};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -59,6 +64,18 @@ fn check(total: usize) {
     assert_eq!(total, COUNT * (COUNT - 1) / 2, "every index gathered once");
 }
 
+fn sum_gathered(results: &[Result<usize, Error<Infallible>>]) -> usize {
+    results
+        .iter()
+        .enumerate()
+        .map(|(position, result)| {
+            let index = *result.as_ref().expect("no failure");
+            assert_eq!(index, position, "input order");
+            index
+        })
+        .sum()
+}
+
 fn sum_ordered(results: &[Result<usize, Infallible>]) -> usize {
     results
         .iter()
@@ -74,99 +91,132 @@ fn sum_ordered(results: &[Result<usize, Infallible>]) -> usize {
         .sum()
 }
 
-macro_rules! workload {
-    ($criterion:expr, $name:literal, $make:ident) => {{
-        settle_the_allocator();
-        let runtime = benches::multi_thread_runtime();
-        let mut group = $criterion.benchmark_group(concat!("gather/", $name));
-        group.bench_function(BenchmarkId::from_parameter("aqueduct"), |bencher| {
-            bencher.to_async(&runtime).iter(|| async {
-                let results: Vec<Result<usize, Error<Infallible>>> =
-                    gather((0..COUNT).map($make)).await;
-                let total: usize = results
-                    .iter()
-                    .enumerate()
-                    .map(|(position, result)| {
-                        let index = *result.as_ref().expect("no failure");
-                        assert_eq!(index, position, "input order");
-                        index
-                    })
-                    .sum();
-                check(total);
-            });
-        });
-        group.bench_function(BenchmarkId::from_parameter("aqueduct-spawned"), |bencher| {
-            bencher.to_async(&runtime).iter(|| async {
-                let results: Vec<Result<usize, Error<Infallible>>> =
-                    gather((0..COUNT).map($make)).spawned().await;
-                let total: usize = results
-                    .iter()
-                    .enumerate()
-                    .map(|(position, result)| {
-                        let index = *result.as_ref().expect("no failure");
-                        assert_eq!(index, position, "input order");
-                        index
-                    })
-                    .sum();
-                check(total);
-            });
-        });
-        group.bench_function(BenchmarkId::from_parameter("join_all"), |bencher| {
-            bencher.to_async(&runtime).iter(|| async {
-                let results = futures::future::join_all((0..COUNT).map($make)).await;
-                check(sum_ordered(&results));
-            });
-        });
-        group.bench_function(BenchmarkId::from_parameter("FuturesUnordered"), |bencher| {
-            bencher.to_async(&runtime).iter(|| async {
-                let unordered: FuturesUnordered<_> =
-                    (0..COUNT).map(|index| async move { (index, $make(index).await) }).collect();
-                let mut results: Vec<Option<Result<usize, Infallible>>> =
-                    (0..COUNT).map(|_| None).collect();
-                let mut unordered = std::pin::pin!(unordered);
-                while let Some((index, result)) = unordered.next().await {
-                    results[index] = Some(result);
-                }
-                let results: Vec<_> =
-                    results.into_iter().map(|slot| slot.expect("every slot filled")).collect();
-                check(sum_ordered(&results));
-            });
-        });
-        group.bench_function(BenchmarkId::from_parameter("JoinSet"), |bencher| {
-            bencher.to_async(&runtime).iter(|| async {
-                let mut set = JoinSet::new();
-                for index in 0..COUNT {
-                    set.spawn(async move { (index, $make(index).await) });
-                }
-                let mut results: Vec<Option<Result<usize, Infallible>>> =
-                    (0..COUNT).map(|_| None).collect();
-                for (index, result) in set.join_all().await {
-                    results[index] = Some(result);
-                }
-                let results: Vec<_> =
-                    results.into_iter().map(|slot| slot.expect("every slot filled")).collect();
-                check(sum_ordered(&results));
-            });
-        });
-        group.bench_function(BenchmarkId::from_parameter("futures-concurrency"), |bencher| {
-            bencher.to_async(&runtime).iter(|| async {
-                let futures: Vec<_> = (0..COUNT).map($make).collect();
-                let results = futures.join().await;
-                check(sum_ordered(&results));
-            });
-        });
-        group.bench_function(BenchmarkId::from_parameter("baseline"), |bencher| {
-            bencher.to_async(&runtime).iter(|| async {
-                let handles: Vec<_> = (0..COUNT).map(|index| tokio::spawn($make(index))).collect();
-                let mut results = Vec::with_capacity(COUNT);
-                for handle in handles {
-                    results.push(handle.await.expect("the task finishes"));
-                }
-                check(sum_ordered(&results));
-            });
-        });
-        group.finish();
-    }};
+/// `aqueduct`: in place, collect-all.
+async fn run_aqueduct<Fut>(make: fn(usize) -> Fut)
+where
+    Fut: Future<Output = Result<usize, Infallible>>,
+{
+    let results: Vec<Result<usize, Error<Infallible>>> = gather((0..COUNT).map(make)).await;
+    check(sum_gathered(&results));
+}
+
+/// `aqueduct-spawned`: one tokio task per future, results in input order.
+async fn run_aqueduct_spawned<Fut>(make: fn(usize) -> Fut)
+where
+    Fut: Future<Output = Result<usize, Infallible>> + Send + 'static,
+{
+    let results: Vec<Result<usize, Error<Infallible>>> =
+        gather((0..COUNT).map(make)).spawned().await;
+    check(sum_gathered(&results));
+}
+
+async fn run_join_all<Fut>(make: fn(usize) -> Fut)
+where
+    Fut: Future<Output = Result<usize, Infallible>>,
+{
+    let results = futures::future::join_all((0..COUNT).map(make)).await;
+    check(sum_ordered(&results));
+}
+
+async fn run_futures_unordered<Fut>(make: fn(usize) -> Fut)
+where
+    Fut: Future<Output = Result<usize, Infallible>>,
+{
+    let unordered: FuturesUnordered<_> =
+        (0..COUNT).map(|index| async move { (index, make(index).await) }).collect();
+    let mut results: Vec<Option<Result<usize, Infallible>>> = (0..COUNT).map(|_| None).collect();
+    let mut unordered = std::pin::pin!(unordered);
+    while let Some((index, result)) = unordered.next().await {
+        results[index] = Some(result);
+    }
+    let results: Vec<_> =
+        results.into_iter().map(|slot| slot.expect("every slot filled")).collect();
+    check(sum_ordered(&results));
+}
+
+/// `JoinSet`: spawned, `join_all`, then put back in input order.
+async fn run_join_set<Fut>(make: fn(usize) -> Fut)
+where
+    Fut: Future<Output = Result<usize, Infallible>> + Send + 'static,
+{
+    let mut set = JoinSet::new();
+    for index in 0..COUNT {
+        set.spawn(async move { (index, make(index).await) });
+    }
+    let mut results: Vec<Option<Result<usize, Infallible>>> = (0..COUNT).map(|_| None).collect();
+    for (index, result) in set.join_all().await {
+        results[index] = Some(result);
+    }
+    let results: Vec<_> =
+        results.into_iter().map(|slot| slot.expect("every slot filled")).collect();
+    check(sum_ordered(&results));
+}
+
+async fn run_futures_concurrency<Fut>(make: fn(usize) -> Fut)
+where
+    Fut: Future<Output = Result<usize, Infallible>>,
+{
+    let futures: Vec<_> = (0..COUNT).map(make).collect();
+    let results = futures.join().await;
+    check(sum_ordered(&results));
+}
+
+/// `baseline`: `tokio::spawn` each future and await the handles in order.
+async fn run_baseline<Fut>(make: fn(usize) -> Fut)
+where
+    Fut: Future<Output = Result<usize, Infallible>> + Send + 'static,
+{
+    let handles: Vec<_> = (0..COUNT).map(|index| tokio::spawn(make(index))).collect();
+    let mut results = Vec::with_capacity(COUNT);
+    for handle in handles {
+        results.push(handle.await.expect("the task finishes"));
+    }
+    check(sum_ordered(&results));
+}
+
+/// How many back-to-back pairs the paired ratios take (a pair costs a few milliseconds).
+const PAIRS: usize = 101;
+
+/// One workload: every contender under criterion, then the paired ratios the targets are judged on.
+fn workload<Fut>(criterion: &mut Criterion, name: &str, make: fn(usize) -> Fut)
+where
+    Fut: Future<Output = Result<usize, Infallible>> + Send + 'static,
+{
+    settle_the_allocator();
+    let runtime = benches::multi_thread_runtime();
+    let mut group = criterion.benchmark_group(format!("gather/{name}"));
+    group.bench_function(BenchmarkId::from_parameter("aqueduct"), |bencher| {
+        bencher.to_async(&runtime).iter(|| run_aqueduct(make));
+    });
+    group.bench_function(BenchmarkId::from_parameter("aqueduct-spawned"), |bencher| {
+        bencher.to_async(&runtime).iter(|| run_aqueduct_spawned(make));
+    });
+    group.bench_function(BenchmarkId::from_parameter("join_all"), |bencher| {
+        bencher.to_async(&runtime).iter(|| run_join_all(make));
+    });
+    group.bench_function(BenchmarkId::from_parameter("FuturesUnordered"), |bencher| {
+        bencher.to_async(&runtime).iter(|| run_futures_unordered(make));
+    });
+    group.bench_function(BenchmarkId::from_parameter("JoinSet"), |bencher| {
+        bencher.to_async(&runtime).iter(|| run_join_set(make));
+    });
+    group.bench_function(BenchmarkId::from_parameter("futures-concurrency"), |bencher| {
+        bencher.to_async(&runtime).iter(|| run_futures_concurrency(make));
+    });
+    group.bench_function(BenchmarkId::from_parameter("baseline"), |bencher| {
+        bencher.to_async(&runtime).iter(|| run_baseline(make));
+    });
+    group.finish();
+    let in_place =
+        benches::paired_ratio(&runtime, PAIRS, || run_aqueduct(make), || run_join_all(make));
+    benches::record_extra("gather", name, "aqueduct", "paired_ratio_to_join_all", in_place);
+    let spawned = benches::paired_ratio(
+        &runtime,
+        PAIRS,
+        || run_aqueduct_spawned(make),
+        || run_join_set(make),
+    );
+    benches::record_extra("gather", name, "aqueduct-spawned", "paired_ratio_to_JoinSet", spawned);
 }
 
 fn bounded_10k_limit_100(criterion: &mut Criterion) {
@@ -221,11 +271,11 @@ fn bounded_10k_limit_100(criterion: &mut Criterion) {
 }
 
 fn yield_once_10k(criterion: &mut Criterion) {
-    workload!(criterion, "yield_once_10k", yield_once);
+    workload(criterion, "yield_once_10k", yield_once);
 }
 
 fn ready_10k(criterion: &mut Criterion) {
-    workload!(criterion, "ready_10k", ready);
+    workload(criterion, "ready_10k", ready);
 }
 
 criterion_group! {
