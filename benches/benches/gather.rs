@@ -185,27 +185,21 @@ where
     settle_the_allocator();
     let runtime = benches::multi_thread_runtime();
     let mut group = criterion.benchmark_group(format!("gather/{name}"));
-    group.bench_function(BenchmarkId::from_parameter("aqueduct"), |bencher| {
-        bencher.to_async(&runtime).iter(|| run_aqueduct(make));
-    });
-    group.bench_function(BenchmarkId::from_parameter("aqueduct-spawned"), |bencher| {
-        bencher.to_async(&runtime).iter(|| run_aqueduct_spawned(make));
-    });
-    group.bench_function(BenchmarkId::from_parameter("join_all"), |bencher| {
-        bencher.to_async(&runtime).iter(|| run_join_all(make));
-    });
-    group.bench_function(BenchmarkId::from_parameter("FuturesUnordered"), |bencher| {
-        bencher.to_async(&runtime).iter(|| run_futures_unordered(make));
-    });
-    group.bench_function(BenchmarkId::from_parameter("JoinSet"), |bencher| {
-        bencher.to_async(&runtime).iter(|| run_join_set(make));
-    });
-    group.bench_function(BenchmarkId::from_parameter("futures-concurrency"), |bencher| {
-        bencher.to_async(&runtime).iter(|| run_futures_concurrency(make));
-    });
-    group.bench_function(BenchmarkId::from_parameter("baseline"), |bencher| {
-        bencher.to_async(&runtime).iter(|| run_baseline(make));
-    });
+    // One criterion function per contender, each timing `$run` on the shared runtime.
+    macro_rules! contender {
+        ($id:literal, $run:expr) => {
+            group.bench_function(BenchmarkId::from_parameter($id), |bencher| {
+                bencher.to_async(&runtime).iter(|| $run);
+            });
+        };
+    }
+    contender!("aqueduct", run_aqueduct(make));
+    contender!("aqueduct-spawned", run_aqueduct_spawned(make));
+    contender!("join_all", run_join_all(make));
+    contender!("FuturesUnordered", run_futures_unordered(make));
+    contender!("JoinSet", run_join_set(make));
+    contender!("futures-concurrency", run_futures_concurrency(make));
+    contender!("baseline", run_baseline(make));
     group.finish();
     let in_place =
         benches::paired_ratio(&runtime, PAIRS, || run_aqueduct(make), || run_join_all(make));
