@@ -262,6 +262,21 @@ async fn run_contended(pool: &Arc<Contender>, waits: &Arc<Mutex<Vec<u64>>>) {
     }
 }
 
+/// How many interleaved rounds the contended and `SELECT 1` measurements take: 9 under `--quick`, else 21.
+fn round_count() -> usize {
+    if benches::is_quick() { 9 } else { 21 }
+}
+
+/// Runs [`round_count`] rounds of `contenders` runs each, calling `run` with a contender's index; the
+/// order rotates by one each round, so that no contender always runs first or after the same peer.
+fn interleaved_rounds(contenders: usize, mut run: impl FnMut(usize)) {
+    for round in 0..round_count() {
+        for offset in 0..contenders {
+            run((round + offset) % contenders);
+        }
+    }
+}
+
 /// The contenders of the interleaved contended measurement, in the order of its first round.
 const INTERLEAVED: [&str; 3] = ["aqueduct", "deadpool", "bb8"];
 
@@ -274,7 +289,6 @@ const INTERLEAVED: [&str; 3] = ["aqueduct", "deadpool", "bb8"];
 /// this machine raw deadpool's contended run took 12.5 ms in one run and 33.7 ms in the next. Rounds taken
 /// side by side see the same drift.
 fn interleaved_contended(runtime: &tokio::runtime::Runtime) {
-    let rounds = if benches::is_quick() { 9 } else { 21 };
     let pools: Vec<Arc<Contender>> = INTERLEAVED
         .iter()
         .map(|name| runtime.block_on(Contender::build(name, CONTENDED_SIZE)))
@@ -284,12 +298,9 @@ fn interleaved_contended(runtime: &tokio::runtime::Runtime) {
     for pool in &pools {
         runtime.block_on(run_contended(pool, &Arc::default()));
     }
-    for round in 0..rounds {
-        for offset in 0..INTERLEAVED.len() {
-            let index = (round + offset) % INTERLEAVED.len();
-            runtime.block_on(run_contended(&pools[index], &waits[index]));
-        }
-    }
+    interleaved_rounds(INTERLEAVED.len(), |index| {
+        runtime.block_on(run_contended(&pools[index], &waits[index]));
+    });
     for (name, samples) in INTERLEAVED.iter().zip(&waits) {
         let samples = &mut samples.lock().expect("not poisoned");
         for (metric, q) in [
@@ -482,22 +493,18 @@ const PAIRED: [&str; 3] = ["aqueduct", "deadpool", "bb8"];
 /// Criterion times one contender after another, so drift on a busy machine (PostgreSQL shares the
 /// cores) can decide a close ratio; rounds taken side by side see the same drift.
 fn paired_select(runtime: &tokio::runtime::Runtime, url: &str, size: usize, workload: &str) {
-    let rounds = if benches::is_quick() { 9 } else { 21 };
     let pools: Vec<Arc<PgContender>> =
         PAIRED.iter().map(|name| runtime.block_on(PgContender::build(name, url, size))).collect();
     // One untimed round each, so every connection and statement path is warm.
     for pool in &pools {
         runtime.block_on(run_select(pool));
     }
-    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); PAIRED.len()];
-    for round in 0..rounds {
-        for offset in 0..PAIRED.len() {
-            let index = (round + offset) % PAIRED.len();
-            let started = Instant::now();
-            runtime.block_on(run_select(&pools[index]));
-            times[index].push(started.elapsed().as_secs_f64());
-        }
-    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(round_count()); PAIRED.len()];
+    interleaved_rounds(PAIRED.len(), |index| {
+        let started = Instant::now();
+        runtime.block_on(run_select(&pools[index]));
+        times[index].push(started.elapsed().as_secs_f64());
+    });
     let median = |mut values: Vec<f64>| {
         values.sort_by(f64::total_cmp);
         values.get(values.len() / 2).copied().unwrap_or(f64::NAN)

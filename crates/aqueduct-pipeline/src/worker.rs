@@ -39,11 +39,11 @@ pub(crate) struct Worker<I, O, F, E> {
     pub(crate) ordered: bool,
 }
 
-/// Where the synchronous hot path ([`Worker::run_ready`]) stopped.
 /// How many items a worker takes in one poll before it yields to the other tasks of its thread (tokio's own
 /// cooperative budget is 128 operations per poll).
 const ITEMS_PER_POLL: u32 = 128;
 
+/// Where the synchronous hot path ([`Worker::run_ready`]) stopped.
 enum Step<I, O, E> {
     /// The input queue is empty: wait for it.
     Empty,
