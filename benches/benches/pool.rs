@@ -4,7 +4,7 @@
 //! - `pool/uncontended`: one task on a current-thread runtime, acquire + release of a no-op connection.
 //! - `pool/contended`: 32 tasks (8× a pool of 4) on the multi-thread runtime, each acquire → yield → release;
 //!   criterion times 32 000 acquires per iteration, and every acquire's wait is recorded as `p50_ns`,
-//!   `p99_ns`, `p999_ns` and `max_ns`. Before criterion's timings, `aqueduct`, `deadpool` and `bb8` run
+//!   `p99_ns`, `p999_ns` and `max_ns`. Before criterion's timings, `aqueduct`, `deadpool`, `bb8` and `deadpool-wait-timeout` run
 //!   the same 32 000 acquires in interleaved rounds (9 under `--quick`, else 21; the order rotates each
 //!   round) and each one's pooled waits are recorded as `interleaved_p50_ns`, `interleaved_p99_ns` and
 //!   `interleaved_p999_ns`: the p99.9 targets are judged on these.
@@ -15,14 +15,19 @@
 //!   No contender has an acquire timeout that differs in kind: aqueduct keeps its default 30 s acquire
 //!   timeout (watched by one deadline task per pool), deadpool runs without a wait timeout, and bb8 with
 //!   its default 30 s connection timeout; none of them fires in these runs.
-//!   Before criterion's timings, a paired measurement runs `aqueduct`, `deadpool` and `bb8` in
-//!   interleaved rounds (9 under `--quick`, else 21; the order rotates each round) and records, as
-//!   extras, aqueduct's median per-round ratio to each peer (`paired_ratio_to_deadpool`,
-//!   `paired_ratio_to_bb8`, below 1.0 means faster) and every contender's median `paired_median_ms`.
+//!   Before criterion's timings, a paired measurement runs `aqueduct`, `deadpool`, `bb8` and
+//!   `deadpool-wait-timeout` (below) in interleaved rounds (9 under `--quick`, else 21; the order
+//!   rotates each round) and records, as extras, aqueduct's median per-round ratio to each peer
+//!   (`paired_ratio_to_deadpool`, `paired_ratio_to_bb8`, `paired_ratio_to_deadpool-wait-timeout`,
+//!   below 1.0 means faster) and every contender's median `paired_median_ms`.
 //!   Without `DATABASE_URL` these groups are skipped with a loud message.
 //!
 //! Contenders: `aqueduct` (aqueduct-pool on its default deadpool backend), `deadpool` 0.13 (managed),
-//! `bb8` 0.9, and `baseline` (a tokio `Semaphore` over a `Mutex<VecDeque>`).
+//! `bb8` 0.9, and `baseline` (a tokio `Semaphore` over a `Mutex<VecDeque>`). The interleaved contended
+//! and `SELECT 1` measurements also run `deadpool-wait-timeout`: deadpool given the wait timeout that
+//! aqueduct has by default (30 s, through deadpool's `wait_timeout` on the tokio runtime), so that both
+//! sides pay for an acquire deadline. The targets are judged against raw `deadpool`; this
+//! contender shows what the deadline costs deadpool.
 
 use std::collections::VecDeque;
 use std::hint::black_box;
@@ -39,6 +44,13 @@ const CONTENDED_TASKS: usize = 32;
 const CONTENDED_ACQUIRES: u64 = 32_000;
 const SELECT_TASKS: usize = 64;
 const SELECT_QUERIES: u64 = 6_400;
+/// The name of deadpool run with aqueduct's default acquire timeout as its wait timeout.
+const DEADPOOL_WAIT_TIMEOUT: &str = "deadpool-wait-timeout";
+
+/// aqueduct's default acquire timeout, given to [`DEADPOOL_WAIT_TIMEOUT`] as its wait timeout.
+fn default_acquire_timeout() -> Option<Duration> {
+    aqueduct_pool::PoolConfig::default().acquire_timeout
+}
 
 // ===== no-op managers =====
 
@@ -134,6 +146,14 @@ impl Contender {
             ),
             "deadpool" => Self::Deadpool(
                 deadpool::managed::Pool::builder(Noop).max_size(size).build().expect("builds"),
+            ),
+            DEADPOOL_WAIT_TIMEOUT => Self::Deadpool(
+                deadpool::managed::Pool::builder(Noop)
+                    .max_size(size)
+                    .wait_timeout(default_acquire_timeout())
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .expect("builds"),
             ),
             "bb8" => Self::Bb8(
                 bb8::Pool::builder()
@@ -278,7 +298,7 @@ fn interleaved_rounds(contenders: usize, mut run: impl FnMut(usize)) {
 }
 
 /// The contenders of the interleaved contended measurement, in the order of its first round.
-const INTERLEAVED: [&str; 3] = ["aqueduct", "deadpool", "bb8"];
+const INTERLEAVED: [&str; 4] = ["aqueduct", "deadpool", "bb8", DEADPOOL_WAIT_TIMEOUT];
 
 /// Interleaved rounds of the contended workload: every round runs [`CONTENDED_ACQUIRES`] acquires on each
 /// of [`INTERLEAVED`] (in an order rotated by one each round), and each contender's waits of every round
@@ -378,7 +398,7 @@ impl PgContender {
                 .await
                 .expect("builds"),
             ),
-            "deadpool" => {
+            "deadpool" | DEADPOOL_WAIT_TIMEOUT => {
                 let manager = deadpool_postgres::Manager::from_config(
                     config,
                     tokio_postgres::NoTls,
@@ -386,9 +406,13 @@ impl PgContender {
                         recycling_method: deadpool_postgres::RecyclingMethod::Fast,
                     },
                 );
+                let wait_timeout =
+                    if name == "deadpool" { None } else { default_acquire_timeout() };
                 Self::Deadpool(
                     deadpool_postgres::Pool::builder(manager)
                         .max_size(size)
+                        .wait_timeout(wait_timeout)
+                        .runtime(deadpool_postgres::Runtime::Tokio1)
                         .build()
                         .expect("builds"),
                 )
@@ -483,12 +507,13 @@ fn select_one(criterion: &mut Criterion) {
 }
 
 /// The contenders of the paired `SELECT 1` measurement, in the order of its first round.
-const PAIRED: [&str; 3] = ["aqueduct", "deadpool", "bb8"];
+const PAIRED: [&str; 4] = ["aqueduct", "deadpool", "bb8", DEADPOOL_WAIT_TIMEOUT];
 
 /// Interleaved rounds of the `SELECT 1` workload: every round runs each of [`PAIRED`] once (in an
 /// order rotated by one each round) and times it; the median over rounds of aqueduct's time divided
-/// by each peer's time of the same round is recorded as `paired_ratio_to_deadpool` and
-/// `paired_ratio_to_bb8`, and each contender's median time as `paired_median_ms`.
+/// by each peer's time of the same round is recorded as `paired_ratio_to_deadpool`,
+/// `paired_ratio_to_bb8` and `paired_ratio_to_deadpool-wait-timeout`, and each contender's median time
+/// as `paired_median_ms`.
 ///
 /// Criterion times one contender after another, so drift on a busy machine (PostgreSQL shares the
 /// cores) can decide a close ratio; rounds taken side by side see the same drift.
@@ -509,7 +534,11 @@ fn paired_select(runtime: &tokio::runtime::Runtime, url: &str, size: usize, work
         values.sort_by(f64::total_cmp);
         values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    for (peer, metric) in [(1, "paired_ratio_to_deadpool"), (2, "paired_ratio_to_bb8")] {
+    for (peer, metric) in [
+        (1, "paired_ratio_to_deadpool"),
+        (2, "paired_ratio_to_bb8"),
+        (3, "paired_ratio_to_deadpool-wait-timeout"),
+    ] {
         let ratios = times[0]
             .iter()
             .zip(&times[peer])
