@@ -4,10 +4,10 @@
 //! - `pool/uncontended`: one task on a current-thread runtime, acquire + release of a no-op connection.
 //! - `pool/contended`: 32 tasks (8× a pool of 4) on the multi-thread runtime, each acquire → yield → release;
 //!   criterion times 32 000 acquires per iteration, and every acquire's wait is recorded as `p50_ns`,
-//!   `p99_ns`, `p999_ns` and `max_ns`. Before criterion's timings, `aqueduct`, `deadpool`, `bb8` and `deadpool-wait-timeout` run
-//!   the same 32 000 acquires in interleaved rounds (9 under `--quick`, else 21; the order rotates each
-//!   round) and each one's pooled waits are recorded as `interleaved_p50_ns`, `interleaved_p99_ns` and
-//!   `interleaved_p999_ns`: the p99.9 targets are judged on these.
+//!   `p99_ns`, `p999_ns` and `max_ns`. Before criterion's timings, `aqueduct`, `deadpool`, `bb8` and
+//!   `deadpool-wait-timeout` run the same 32 000 acquires in interleaved rounds (9 under `--quick`, else
+//!   21; the order rotates each round) and each one's pooled waits are recorded as `interleaved_p50_ns`,
+//!   `interleaved_p99_ns` and `interleaved_p999_ns`: the p99.9 targets are judged on these.
 //! - `pool/select1 size 4` and `pool/select1 size 16`: 64 tasks run `SELECT 1` (the same `simple_query` call
 //!   on every contender) against the PostgreSQL in `DATABASE_URL`; criterion times 6 400 queries per
 //!   iteration. Every pool trusts its connections at checkout (deadpool-postgres `Fast`, bb8
@@ -406,16 +406,16 @@ impl PgContender {
                         recycling_method: deadpool_postgres::RecyclingMethod::Fast,
                     },
                 );
-                let wait_timeout =
-                    if name == "deadpool" { None } else { default_acquire_timeout() };
-                Self::Deadpool(
-                    deadpool_postgres::Pool::builder(manager)
-                        .max_size(size)
-                        .wait_timeout(wait_timeout)
+                let builder = deadpool_postgres::Pool::builder(manager).max_size(size);
+                // Raw deadpool keeps its defaults; the other one gets aqueduct's acquire timeout.
+                let builder = if name == "deadpool" {
+                    builder
+                } else {
+                    builder
+                        .wait_timeout(default_acquire_timeout())
                         .runtime(deadpool_postgres::Runtime::Tokio1)
-                        .build()
-                        .expect("builds"),
-                )
+                };
+                Self::Deadpool(builder.build().expect("builds"))
             }
             "bb8" => Self::Bb8(
                 bb8::Pool::builder()
