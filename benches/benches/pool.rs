@@ -530,24 +530,19 @@ fn paired_select(runtime: &tokio::runtime::Runtime, url: &str, size: usize, work
         runtime.block_on(run_select(&pools[index]));
         times[index].push(started.elapsed().as_secs_f64());
     });
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-    };
-    for (peer, metric) in [
-        (1, "paired_ratio_to_deadpool"),
-        (2, "paired_ratio_to_bb8"),
-        (3, "paired_ratio_to_deadpool-wait-timeout"),
-    ] {
+    // Every peer's ratio is named after it: `paired_ratio_to_deadpool`, `paired_ratio_to_bb8`, ...
+    for (peer, name) in PAIRED.iter().enumerate().skip(1) {
         let ratios = times[0]
             .iter()
             .zip(&times[peer])
             .map(|(ours, theirs)| ours / theirs.max(f64::MIN_POSITIVE))
             .collect();
-        benches::record_extra(CONCERN, workload, "aqueduct", metric, median(ratios));
+        let metric = format!("paired_ratio_to_{name}");
+        benches::record_extra(CONCERN, workload, "aqueduct", &metric, benches::median(ratios));
     }
     for (name, samples) in PAIRED.iter().zip(times) {
-        benches::record_extra(CONCERN, workload, name, "paired_median_ms", median(samples) * 1e3);
+        let median_ms = benches::median(samples) * 1e3;
+        benches::record_extra(CONCERN, workload, name, "paired_median_ms", median_ms);
     }
 }
 

@@ -112,7 +112,7 @@ pub fn paired_ratio<A: Future, B: Future>(
         std::hint::black_box(runtime.block_on(second()));
         start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE)
     };
-    let mut ratios: Vec<f64> = (0..pairs)
+    let ratios: Vec<f64> = (0..pairs)
         .map(|pair| {
             if pair % 2 == 0 {
                 let first_time = time_first();
@@ -123,8 +123,13 @@ pub fn paired_ratio<A: Future, B: Future>(
             }
         })
         .collect();
-    ratios.sort_by(f64::total_cmp);
-    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
+    median(ratios)
+}
+
+/// The median of `values` (the upper one of the middle two for an even count); NaN when empty.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// The value at quantile `q` (0.0 to 1.0) of `samples`, sorting them in place; `None` when empty.
