@@ -76,6 +76,17 @@ fn sum_gathered(results: &[Result<usize, Error<Infallible>>]) -> usize {
         .sum()
 }
 
+/// One empty slot per input, for contenders that finish out of order and are put back in input order.
+fn empty_slots() -> Vec<Option<Result<usize, Infallible>>> {
+    (0..COUNT).map(|_| None).collect()
+}
+
+/// Checks the slots filled by [`empty_slots`]' users: every one filled, in input order.
+fn check_slots(slots: Vec<Option<Result<usize, Infallible>>>) {
+    let results: Vec<_> = slots.into_iter().map(|slot| slot.expect("every slot filled")).collect();
+    check(sum_ordered(&results));
+}
+
 fn sum_ordered(results: &[Result<usize, Infallible>]) -> usize {
     results
         .iter()
@@ -124,14 +135,12 @@ where
 {
     let unordered: FuturesUnordered<_> =
         (0..COUNT).map(|index| async move { (index, make(index).await) }).collect();
-    let mut results: Vec<Option<Result<usize, Infallible>>> = (0..COUNT).map(|_| None).collect();
+    let mut results = empty_slots();
     let mut unordered = std::pin::pin!(unordered);
     while let Some((index, result)) = unordered.next().await {
         results[index] = Some(result);
     }
-    let results: Vec<_> =
-        results.into_iter().map(|slot| slot.expect("every slot filled")).collect();
-    check(sum_ordered(&results));
+    check_slots(results);
 }
 
 /// `JoinSet`: spawned, `join_all`, then put back in input order.
@@ -143,13 +152,11 @@ where
     for index in 0..COUNT {
         set.spawn(async move { (index, make(index).await) });
     }
-    let mut results: Vec<Option<Result<usize, Infallible>>> = (0..COUNT).map(|_| None).collect();
+    let mut results = empty_slots();
     for (index, result) in set.join_all().await {
         results[index] = Some(result);
     }
-    let results: Vec<_> =
-        results.into_iter().map(|slot| slot.expect("every slot filled")).collect();
-    check(sum_ordered(&results));
+    check_slots(results);
 }
 
 async fn run_futures_concurrency<Fut>(make: fn(usize) -> Fut)
