@@ -130,10 +130,13 @@ where
         }
     }
 
-    /// A pipeline whose source is an iterator, pulled on a runtime task as the first queue has room.
+    /// A pipeline whose source is an iterator, pulled as the first stage takes items.
     ///
-    /// The iterator runs on the async runtime: it must not block. A panic in it is a fatal error
-    /// ([`Error::Panicked`]).
+    /// The first stage's workers pull the iterator themselves, one item at a time, when they need an item
+    /// and its queue is empty: no producer task, no hand-off between tasks. With ordered output (or no
+    /// stage) a runtime task pulls it into the first queue instead. Either way the iterator runs on the
+    /// async runtime: it must not block (use [`from_stream`](Self::from_stream) for a source that waits).
+    /// A panic in it is a fatal error ([`Error::Panicked`]).
     ///
     /// # Examples
     ///
@@ -146,7 +149,9 @@ where
         let items = items.into_iter();
         Self::with_source(Box::new(move |assembly: &mut Assembly<E>, outlet: Outlet<T>| {
             let source = assembly.source_context(outlet);
-            assembly.control.tracker.spawn_on(source.iterate(items), &assembly.runtime);
+            if let Err((source, items)) = source.feed_stage_queue(items) {
+                assembly.control.tracker.spawn_on(source.iterate(items), &assembly.runtime);
+            }
         }))
     }
 

@@ -163,7 +163,8 @@ pub struct StageMetrics {
     pub items_unprocessed: u64,
     /// Panics caught in the stage function (each one failed its item; the worker went on).
     pub panics: u64,
-    /// Items waiting in the stage's input queue now.
+    /// Items waiting in the stage's input queue now (always zero for a first stage that pulls an iterator
+    /// source itself).
     pub queue_depth: usize,
     /// The capacity of the stage's input queue.
     pub queue_capacity: usize,
@@ -259,7 +260,9 @@ pub struct Metrics {
     /// Items the source produced but could not hand to the first stage because the pipeline was cancelled
     /// (for a channel source: items accepted by the input but never forwarded).
     pub source_unprocessed: u64,
-    /// Time the source spent waiting for room in the first queue.
+    /// Time the source spent waiting for room in the first queue. Always zero for an iterator source
+    /// that the first stage's workers pull themselves (unordered, see
+    /// [`from_items`](crate::PipelineBuilder::from_items)): nothing waits to send there.
     pub source_blocked_on_send: Duration,
     /// One entry per stage, in pipeline order.
     pub stages: Vec<StageMetrics>,

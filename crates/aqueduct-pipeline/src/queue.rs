@@ -43,12 +43,34 @@
 //! took its turn passes the wake-up (or the item handed to it) on, so nothing is lost. Dropping the last
 //! sender closes the queue for receivers (they drain what is left, then see the
 //! end); dropping the last receiver closes it for senders (their sends fail and hand the message back).
+//!
+//! # Pulled queues
+//!
+//! The first queue of a pipeline whose source is an iterator (unordered) holds no items: its sender is
+//! turned into a feeder ([`QueueSender::feed_from`]) and the receivers, stage 1's workers, call it
+//! themselves, one at a time, under a lock of its own that is never held together with the state's lock.
+//! With a producer task, every refill of the queue was a hand-off between tasks, often between threads
+//! (a wake-up, a park, an unpark); pulled, an item goes from the iterator to the worker that wants it in
+//! one lock and one call. The `pipeline` benchmark's one-stage workload went from 1.09–1.46× the time of
+//! hand-written kanal workers to about 0.55–0.6× (see the crate's README).
+//!
+//! A receiver that finds another one pulling looks again with the lock's back-off, and after
+//! [`PULL_LOOKS`] looks waits for its turn (registered among the waiting receivers, with no spinning, so
+//! a slow iterator costs the others no CPU). Each pull then looks, without a fence, whether a receiver
+//! waits, and wakes the first. That look can miss a receiver that registers at the very moment of the
+//! pull; so [`QueueReceiver::nudge`], which every worker calls when it stops taking items for a while
+//! (its stage future waits, its output is full, it yields), looks again behind a fence that pairs with
+//! the one the waiting receiver passes after registering (and before its last look at the feeder). A
+//! receiver waits for its turn, at worst, until the receiver that missed it pulls again or stops taking
+//! items. The feeder counts as the queue's one sender: once it returns `None` (ended, stopped, or
+//! panicked: the source decides), it is dropped and every waiting receiver is woken to see the end; the
+//! last receiver leaving drops it too.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::task::{Context, Poll, Waker};
 
 use spin::RelaxStrategy;
@@ -96,6 +118,9 @@ pub(crate) struct QueueDepth<T> {
 pub(crate) fn bounded<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
     let capacity = capacity.max(1);
     let shared = Arc::new(Shared {
+        pulled: AtomicBool::new(false),
+        pull_waiting: AtomicBool::new(false),
+        feeder: SpinMutex::new(None),
         state: SpinMutex::new(State {
             slots: VecDeque::with_capacity(capacity),
             gaps: VecDeque::new(),
@@ -133,7 +158,31 @@ pub(crate) enum TryRecv<T> {
 
 struct Shared<T> {
     state: SpinMutex<State<T>, SpinThenYield>,
+    /// Set once a feeder is attached ([`QueueSender::feed_from`]): from then on receivers pull from it, and
+    /// the ring stays empty.
+    pulled: AtomicBool,
+    /// In a pulled queue: whether receivers wait (in `receivers_waiting`) for their turn to pull. Written
+    /// under the state's lock, read by the receiver that has just pulled, after releasing the feeder.
+    pull_waiting: AtomicBool,
+    /// The feeder of a pulled queue, `None` once it has ended. Its lock is held while it runs, by one
+    /// receiver at a time, and never together with the state's lock.
+    feeder: SpinMutex<Option<Feeding<T>>, SpinThenYield>,
 }
+
+/// The next item of a source that a queue's receivers pull themselves (see [`QueueSender::feed_from`]);
+/// `None` once it has ended or been stopped.
+pub(crate) type Feeder<T> = Box<dyn FnMut() -> Option<T> + std::marker::Send>;
+
+/// A feeder and how many items it gave (the source index of the next one).
+struct Feeding<T> {
+    next: Feeder<T>,
+    fed: u64,
+}
+
+/// How often a receiver that finds another one pulling looks again before it waits for its turn, and how
+/// many spin-loop hints it pauses between looks. A pull is usually a few nanoseconds (an iterator's `next`),
+/// far less than a task switch; a receiver behind a slow one waits without spinning.
+const PULL_LOOKS: u32 = 32;
 
 /// How a task waits for the queue's lock: back off for a randomised 64 to 191 spin-loop hints between looks
 /// (see the module docs), and every [`SPINS_BEFORE_YIELD`] back-offs yield the thread to the OS scheduler, in
@@ -212,6 +261,76 @@ fn register(list: &mut VecDeque<Waiter>, id: u64, waker: &Waker) {
             }
         }
         None => list.push_back(Waiter { id, waker: waker.clone() }),
+    }
+}
+
+impl<T> Shared<T> {
+    #[inline(always)]
+    fn is_pulled(&self) -> bool {
+        self.pulled.load(Ordering::Acquire)
+    }
+
+    /// Calls the feeder under its lock: the next item with its index, or `None` once the feeder has ended
+    /// (then it is dropped, as the queue's sender). Afterwards wakes a receiver waiting for its turn.
+    #[inline(always)]
+    fn pull_locked(
+        &self,
+        mut feeder: spin::mutex::SpinMutexGuard<'_, Option<Feeding<T>>>,
+    ) -> Option<(u64, T)> {
+        let feeding = feeder.as_mut()?;
+        if let Some(item) = (feeding.next)() {
+            let index = feeding.fed;
+            feeding.fed += 1;
+            let waiting = self.pull_waiting.load(Ordering::Relaxed);
+            drop(feeder);
+            if waiting {
+                self.wake_puller();
+            }
+            return Some((index, item));
+        }
+        let ended = feeder.take();
+        drop(feeder);
+        drop(ended);
+        self.close_feeder();
+        None
+    }
+
+    /// Wakes the first receiver waiting for its turn to pull, if any.
+    #[cold]
+    fn wake_puller(&self) {
+        let woken = {
+            let mut state = self.state.lock();
+            let woken = state.receivers_waiting.pop_front();
+            self.pull_waiting.store(!state.receivers_waiting.is_empty(), Ordering::Relaxed);
+            woken
+        };
+        if let Some(waiter) = woken {
+            waiter.waker.wake();
+        }
+    }
+
+    /// The feeder ended: it no longer counts as a sender, and once no sender is left every waiting
+    /// receiver is woken to see the end.
+    #[cold]
+    fn close_feeder(&self) {
+        let woken = {
+            let mut state = self.state.lock();
+            state.senders -= 1;
+            if state.senders == 0 {
+                self.pull_waiting.store(false, Ordering::Relaxed);
+                std::mem::take(&mut state.receivers_waiting)
+            } else {
+                VecDeque::new()
+            }
+        };
+        for waiter in woken {
+            waiter.waker.wake();
+        }
+    }
+
+    /// What a pulled queue's receiver gets when the feeder is gone: the end once no sender is left.
+    fn pulled_end(&self) -> TryRecv<T> {
+        if self.state.lock().senders == 0 { TryRecv::Closed } else { TryRecv::Empty }
     }
 }
 
@@ -325,6 +444,31 @@ impl<T> QueueSender<T> {
             waker.wake();
         }
         Ok(())
+    }
+
+    /// Turns this sender, which must be the queue's only one, into a feeder: from then on a receiver that
+    /// wants an item calls `feeder` itself (one receiver at a time, under a lock of its own) and takes what
+    /// it returns, numbered in the order of the calls, instead of popping it from the ring. The feeder
+    /// counts as the sender: once it returns `None` it is dropped and the queue is closed.
+    ///
+    /// For a source that is cheap to pull (an iterator), this replaces a producer task and every hand-off
+    /// between it and the receivers: see the module docs.
+    pub(crate) fn feed_from(self, next: Feeder<T>) {
+        *self.shared.feeder.lock() = Some(Feeding { next, fed: 0 });
+        let woken = {
+            let mut state = self.shared.state.lock();
+            debug_assert_eq!(state.senders, 1, "a pulled queue has no other sender");
+            // The feeder takes this sender's place.
+            state.senders += 1;
+            self.shared.pulled.store(true, Ordering::Release);
+            self.shared.pull_waiting.store(false, Ordering::Relaxed);
+            // Receivers that waited for the first item pull it now.
+            std::mem::take(&mut state.receivers_waiting)
+        };
+        drop(self);
+        for waiter in woken {
+            waiter.waker.wake();
+        }
     }
 
     /// Waits for room and pushes `message`; `Err` with the message when every receiver is gone.
@@ -442,6 +586,9 @@ impl<T> QueueReceiver<T> {
     /// [`QueueSender::try_send`]).
     #[inline(always)]
     pub(crate) fn try_recv(&self) -> TryRecv<T> {
+        if self.shared.is_pulled() {
+            return self.try_pull();
+        }
         let mut state = self.shared.state.lock();
         if !state.gaps.is_empty() {
             drop(state);
@@ -459,6 +606,31 @@ impl<T> QueueReceiver<T> {
             waiter.waker.wake();
         }
         TryRecv::Item(index, item)
+    }
+
+    /// [`try_recv`](Self::try_recv) from a pulled queue: pulls the next item, or, while another receiver
+    /// is pulling, looks again a few times before it reports `Empty` (then the caller waits with
+    /// [`recv`](Self::recv) for its turn, and the receiver that pulls next wakes it).
+    #[inline(always)]
+    fn try_pull(&self) -> TryRecv<T> {
+        let mut looks = 0;
+        loop {
+            if let Some(feeder) = self.shared.feeder.try_lock() {
+                if feeder.is_none() {
+                    drop(feeder);
+                    return self.shared.pulled_end();
+                }
+                return match self.shared.pull_locked(feeder) {
+                    Some((index, item)) => TryRecv::Item(index, item),
+                    None => self.shared.pulled_end(),
+                };
+            }
+            if looks == PULL_LOOKS {
+                return TryRecv::Empty;
+            }
+            looks += 1;
+            SpinThenYield::relax();
+        }
     }
 
     /// The rare path of [`try_recv`](Self::try_recv): a gap, or whatever the queue holds by now.
@@ -495,6 +667,16 @@ impl<T> QueueReceiver<T> {
     /// stops taking items for a while (its stage future waits, its output queue is full), so that the items
     /// behind it do not wait for it while other receivers sleep. See the module docs.
     pub(crate) fn nudge(&self) {
+        if self.shared.is_pulled() {
+            // Nothing is queued in a pulled queue, but a receiver may wait for its turn to pull. A pull
+            // looks for one without a fence (see the module docs), so it may miss a receiver that began to
+            // wait just then; this look, with the fence that pairs with the waiting receiver's, cannot.
+            fence(Ordering::SeqCst);
+            if self.shared.pull_waiting.load(Ordering::Relaxed) {
+                self.shared.wake_puller();
+            }
+            return;
+        }
         let mut state = self.shared.state.lock();
         if !state.handed.is_empty() || state.receivers_waiting.is_empty() {
             return;
@@ -527,17 +709,22 @@ impl<T> Clone for QueueReceiver<T> {
 
 impl<T> Drop for QueueReceiver<T> {
     fn drop(&mut self) {
-        let woken = {
+        let (woken, last) = {
             let mut state = self.shared.state.lock();
             state.receivers -= 1;
             if state.receivers == 0 {
-                std::mem::take(&mut state.senders_waiting)
+                (std::mem::take(&mut state.senders_waiting), true)
             } else {
-                VecDeque::new()
+                (VecDeque::new(), false)
             }
         };
         for waiter in woken {
             waiter.waker.wake();
+        }
+        if last && self.shared.is_pulled() {
+            // Nobody will pull again: drop the source now rather than with the last metrics handle.
+            let feeder = self.shared.feeder.lock().take();
+            drop(feeder);
         }
     }
 }
@@ -560,7 +747,15 @@ impl<T> Future for Recv<'_, T> {
 
     fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        if this.receiver.shared.is_pulled() {
+            return this.poll_pull(context);
+        }
         let mut state = this.receiver.shared.state.lock();
+        if this.receiver.shared.is_pulled() {
+            // A feeder was attached since the look above (it is attached under this lock).
+            drop(state);
+            return this.poll_pull(context);
+        }
         if let Some(id) = this.waiter
             && let Some((index, item)) = state.take_handed(id)
         {
@@ -593,9 +788,81 @@ impl<T> Future for Recv<'_, T> {
     }
 }
 
+impl<T> Recv<'_, T> {
+    /// [`poll`](Future::poll) on a pulled queue: pulls if the feeder is free, otherwise waits for its turn
+    /// (woken by the receiver that pulls next, or by the feeder's end).
+    fn poll_pull(&mut self, context: &mut Context<'_>) -> Poll<Option<Message<T>>> {
+        let shared = &*self.receiver.shared;
+        for registered in [false, true] {
+            if let Some(feeder) = shared.feeder.try_lock() {
+                if let Some(id) = self.waiter.take() {
+                    let mut state = shared.state.lock();
+                    unregister(&mut state.receivers_waiting, id);
+                    shared
+                        .pull_waiting
+                        .store(!state.receivers_waiting.is_empty(), Ordering::Relaxed);
+                }
+                let pulled = if feeder.is_some() {
+                    shared.pull_locked(feeder)
+                } else {
+                    drop(feeder);
+                    None
+                };
+                return match pulled {
+                    Some((index, item)) => Poll::Ready(Some(Message::Item(index, item))),
+                    None => match shared.pulled_end() {
+                        TryRecv::Closed => Poll::Ready(None),
+                        // The feeder is gone but not as the last sender: impossible for a pulled queue,
+                        // whose feeder is its only sender; wait for the end all the same.
+                        _ => {
+                            context.waker().wake_by_ref();
+                            Poll::Pending
+                        }
+                    },
+                };
+            }
+            if registered {
+                break;
+            }
+            let mut state = shared.state.lock();
+            if state.senders == 0 {
+                if let Some(id) = self.waiter.take() {
+                    unregister(&mut state.receivers_waiting, id);
+                }
+                return Poll::Ready(None);
+            }
+            let id = match self.waiter {
+                Some(id) => id,
+                None => *self.waiter.insert(state.new_waiter_id()),
+            };
+            register(&mut state.receivers_waiting, id, context.waker());
+            shared.pull_waiting.store(true, Ordering::Relaxed);
+            drop(state);
+            // Pairs with the fence of `nudge`: look at the feeder once more after registering.
+            fence(Ordering::SeqCst);
+        }
+        Poll::Pending
+    }
+}
+
 impl<T> Drop for Recv<'_, T> {
     fn drop(&mut self) {
         let Some(id) = self.waiter else { return };
+        if self.receiver.shared.is_pulled() {
+            let shared = &*self.receiver.shared;
+            let woken = {
+                let mut state = shared.state.lock();
+                let was_waiting = unregister(&mut state.receivers_waiting, id);
+                // Woken for its turn to pull and never pulled: pass the turn on.
+                let woken = if was_waiting { None } else { state.receivers_waiting.pop_front() };
+                shared.pull_waiting.store(!state.receivers_waiting.is_empty(), Ordering::Relaxed);
+                woken
+            };
+            if let Some(waiter) = woken {
+                waiter.waker.wake();
+            }
+            return;
+        }
         let woken = {
             let mut state = self.receiver.shared.state.lock();
             let was_waiting = unregister(&mut state.receivers_waiting, id);
@@ -735,7 +1002,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::{Context, Poll, Wake, Waker};
 
-    use super::{Message, TryRecv, TrySendError, bounded};
+    use super::{Feeder, Message, QueueReceiver, TryRecv, TrySendError, bounded};
 
     /// A waker that counts how often it was woken.
     #[derive(Default)]
@@ -1146,5 +1413,196 @@ mod tests {
         }
         all.sort_unstable();
         assert_eq!(all, (0..20_000).collect::<Vec<_>>());
+    }
+
+    /// A feeder of `count` items, `index * 10` each, that counts how often it is dropped.
+    fn counting_feeder(count: u64, dropped: &Arc<AtomicUsize>) -> Feeder<u64> {
+        struct OnDrop(Arc<AtomicUsize>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let on_drop = OnDrop(dropped.clone());
+        let mut next = 0;
+        Box::new(move || {
+            let _keep = &on_drop;
+            (next < count).then(|| {
+                next += 1;
+                (next - 1) * 10
+            })
+        })
+    }
+
+    /// A queue whose receivers pull `count` items from a feeder.
+    fn pulled(count: u64) -> (QueueReceiver<u64>, Arc<AtomicUsize>) {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (sender, receiver) = bounded::<u64>(4);
+        sender.feed_from(counting_feeder(count, &dropped));
+        (receiver, dropped)
+    }
+
+    #[test]
+    fn a_pulled_queue_numbers_items_in_pull_order_and_closes_when_the_feeder_ends() {
+        let (receiver, dropped) = pulled(3);
+        let other = receiver.clone();
+        assert_eq!(index_of(receiver.try_recv()), Some(0));
+        assert_eq!(index_of(other.try_recv()), Some(1));
+        assert_eq!(receiver.depth().len(), 0, "nothing is queued");
+        let (_counter, waker) = waker();
+        assert!(matches!(
+            poll(&mut receiver.recv(), &waker),
+            Poll::Ready(Some(Message::Item(2, 20)))
+        ));
+        assert_eq!(dropped.load(Ordering::SeqCst), 0);
+        assert!(matches!(other.try_recv(), TryRecv::Closed));
+        assert_eq!(dropped.load(Ordering::SeqCst), 1, "the ended feeder is dropped at once");
+        assert!(matches!(receiver.try_recv(), TryRecv::Closed));
+        assert!(matches!(poll(&mut receiver.recv(), &waker), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn a_receiver_waiting_for_its_turn_is_woken_by_the_next_pull_or_by_a_nudge() {
+        let (receiver, _dropped) = pulled(10);
+        let (counter, waker) = waker();
+        // Another receiver is pulling: the feeder's lock is held.
+        let busy = receiver.shared.feeder.lock();
+        assert!(
+            matches!(receiver.try_recv(), TryRecv::Empty),
+            "it looks a few times, then gives up"
+        );
+        let mut waiting = receiver.recv();
+        assert!(poll(&mut waiting, &waker).is_pending());
+        drop(busy);
+        assert_eq!(woken(&counter), 0);
+        // A pull by someone else wakes the waiting receiver.
+        assert_eq!(index_of(receiver.clone().try_recv()), Some(0));
+        assert_eq!(woken(&counter), 1);
+        assert!(matches!(poll(&mut waiting, &waker), Poll::Ready(Some(Message::Item(1, 10)))));
+        // So does a nudge, the look a receiver takes when it stops taking items.
+        let busy = receiver.shared.feeder.lock();
+        let mut waiting = receiver.recv();
+        assert!(poll(&mut waiting, &waker).is_pending());
+        drop(busy);
+        receiver.nudge();
+        assert_eq!(woken(&counter), 2);
+        assert!(matches!(poll(&mut waiting, &waker), Poll::Ready(Some(Message::Item(2, 20)))));
+        receiver.nudge();
+        assert_eq!(woken(&counter), 2, "nobody waits any more");
+    }
+
+    #[test]
+    fn a_receiver_woken_for_its_turn_and_dropped_passes_the_turn_on() {
+        let (receiver, _dropped) = pulled(10);
+        let (first_counter, first_waker) = waker();
+        let (second_counter, second_waker) = waker();
+        let busy = receiver.shared.feeder.lock();
+        let mut first = receiver.recv();
+        let mut second = receiver.recv();
+        assert!(poll(&mut first, &first_waker).is_pending());
+        assert!(poll(&mut second, &second_waker).is_pending());
+        drop(busy);
+        receiver.nudge();
+        assert_eq!((woken(&first_counter), woken(&second_counter)), (1, 0));
+        drop(first);
+        assert_eq!(woken(&second_counter), 1, "the turn was passed on");
+        assert!(matches!(poll(&mut second, &second_waker), Poll::Ready(Some(Message::Item(0, 0)))));
+    }
+
+    #[test]
+    fn receivers_waiting_before_the_feeder_is_attached_are_woken_by_it() {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (sender, receiver) = bounded::<u64>(4);
+        let (counter, waker) = waker();
+        let mut first = receiver.recv();
+        let mut second = receiver.recv();
+        assert!(poll(&mut first, &waker).is_pending());
+        assert!(poll(&mut second, &waker).is_pending());
+        sender.feed_from(counting_feeder(1, &dropped));
+        assert_eq!(woken(&counter), 2);
+        assert!(matches!(poll(&mut first, &waker), Poll::Ready(Some(Message::Item(0, 0)))));
+        assert!(matches!(poll(&mut second, &waker), Poll::Ready(None)));
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_last_receiver_leaving_drops_the_feeder() {
+        let (receiver, dropped) = pulled(u64::MAX);
+        let depth = receiver.depth();
+        let other = receiver.clone();
+        assert_eq!(index_of(receiver.try_recv()), Some(0));
+        drop(receiver);
+        assert_eq!(dropped.load(Ordering::SeqCst), 0);
+        drop(other);
+        assert_eq!(dropped.load(Ordering::SeqCst), 1, "the depth handle does not keep the source");
+        assert_eq!(depth.len(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn receivers_pulling_on_two_threads_take_every_item_exactly_once() {
+        const COUNT: u64 = 20_000;
+        let (sender, receiver) = bounded::<u64>(4);
+        let mut next = 0;
+        sender.feed_from(Box::new(move || {
+            if next == COUNT {
+                return None;
+            }
+            if next % 500 == 0 {
+                // A slow pull now and then, so that the others wait for their turn.
+                let started = std::time::Instant::now();
+                while started.elapsed() < std::time::Duration::from_micros(200) {
+                    std::hint::spin_loop();
+                }
+            }
+            next += 1;
+            Some((next - 1) * 10)
+        }));
+        let mut receivers = Vec::new();
+        for worker in 0..4u64 {
+            let receiver = receiver.clone();
+            receivers.push(tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut attempt = worker;
+                loop {
+                    attempt += 1;
+                    if attempt % 5 == 0 {
+                        // Now and then a receive abandoned after one poll, woken or not.
+                        let mut receive = receiver.recv();
+                        let polled = std::future::poll_fn(|context| {
+                            Poll::Ready(Pin::new(&mut receive).poll(context))
+                        })
+                        .await;
+                        match polled {
+                            Poll::Ready(Some(message)) => seen.push(message_index(&message)),
+                            Poll::Ready(None) => break,
+                            Poll::Pending => drop(receive),
+                        }
+                        receiver.nudge();
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    match receiver.try_recv() {
+                        TryRecv::Item(index, item) => {
+                            assert_eq!(item, index * 10);
+                            seen.push(index);
+                        }
+                        TryRecv::Gap(index) => panic!("a pulled queue has no gap: {index}"),
+                        TryRecv::Closed => break,
+                        TryRecv::Empty => match receiver.recv().await {
+                            Some(message) => seen.push(message_index(&message)),
+                            None => break,
+                        },
+                    }
+                }
+                seen
+            }));
+        }
+        drop(receiver);
+        let mut all = Vec::new();
+        for receiver in receivers {
+            all.extend(receiver.await.unwrap());
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..COUNT).collect::<Vec<_>>());
     }
 }

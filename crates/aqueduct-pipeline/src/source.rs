@@ -3,6 +3,7 @@
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use aqueduct_core::Error;
 use futures_core::Stream;
@@ -10,19 +11,8 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::control::{Control, ErrorSlot, Signal};
-use crate::metrics::{bump, nanos};
-use crate::queue::{Message, Outlet, QueueSender, Sent, TrySendError};
-use tokio::time::Instant;
-
-/// Where the synchronous loop of [`SourceContext::iterate_into_queue`] stopped.
-enum Pushed<T> {
-    /// The iterator ran dry or the source was stopped.
-    Ended,
-    /// The queue is full: this item (with its index) waits for room.
-    Full(u64, T),
-    /// Every receiver is gone; the item comes back to be dropped outside the queue's lock.
-    Closed(Message<T>),
-}
+use crate::metrics::bump;
+use crate::queue::{Message, Outlet, Sent};
 
 /// What every source task needs.
 pub(crate) struct SourceContext<T, E> {
@@ -88,17 +78,49 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
         self.errors.fail(Error::from_panic(None, payload), &self.control);
     }
 
+    /// The common case of an iterator source: unordered, into stage 1's queue. Then no task pulls the
+    /// iterator: stage 1's workers do, one item at a time, through the queue's feeder
+    /// ([`feed_from`](crate::queue::QueueSender::feed_from)). `Err` gives the context and the iterator
+    /// back for [`iterate`](Self::iterate) otherwise (ordered output, or no stage).
+    ///
+    /// The feeder stops (returns `None`) once the source is stopped (drain) or cancelled (abort), and when
+    /// the iterator ends or panics (a fatal error, as in `iterate`).
+    pub(crate) fn feed_stage_queue<I>(self, mut items: I) -> Result<(), (Self, I)>
+    where
+        I: Iterator<Item = T> + Send + 'static,
+    {
+        let Self { outlet, control, errors, window } = self;
+        let sender = match outlet {
+            Outlet::Queue(sender) if window.is_none() => sender,
+            outlet => return Err((Self { outlet, control, errors, window }, items)),
+        };
+        let mut produced: u64 = 0;
+        sender.feed_from(Box::new(move || {
+            if control.stop_source.is_cancelled() {
+                return None;
+            }
+            match std::panic::catch_unwind(AssertUnwindSafe(|| items.next())) {
+                Ok(Some(item)) => {
+                    // One caller at a time (the queue's feeding flag), so a store suffices.
+                    produced += 1;
+                    control.source.produced.store(produced, Ordering::Relaxed);
+                    Some(item)
+                }
+                Ok(None) => None,
+                Err(payload) => {
+                    errors.fail(Error::from_panic(None, payload), &control);
+                    None
+                }
+            }
+        }));
+        Ok(())
+    }
+
     /// Pulls from an iterator until it ends or the source is stopped (drain) or cancelled (abort).
     pub(crate) async fn iterate<I>(self, mut items: I)
     where
         I: Iterator<Item = T> + Send + 'static,
     {
-        if self.window.is_none() {
-            if let Outlet::Queue(sender) = &self.outlet {
-                self.iterate_into_queue(sender, items).await;
-                return;
-            }
-        }
         let stop = self.control.stop_source.clone();
         let mut index = 0;
         while self.admit(&stop).await {
@@ -110,60 +132,6 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
                     index += 1;
                 }
                 Ok(None) => break,
-                Err(payload) => {
-                    self.fail_with_panic(payload);
-                    break;
-                }
-            }
-        }
-    }
-
-    /// The common case of [`iterate`](Self::iterate): unordered, into stage 1's queue. As cheap per item as
-    /// a hand-written producer: the items are pulled and pushed by a synchronous loop under one
-    /// `catch_unwind` (the stop flag is one atomic load per item, the push a synchronous `try_send`), left
-    /// only when the queue is full, to wait (inline, no allocation, the clock read only then).
-    ///
-    /// A send into a stage queue is never abandoned (see [`crate::queue`]); on abort, stage 1's workers
-    /// keep receiving and count what they get as unprocessed, so the send always completes.
-    async fn iterate_into_queue<I>(&self, sender: &QueueSender<T>, mut items: I)
-    where
-        I: Iterator<Item = T> + Send + 'static,
-    {
-        let stop = &*self.control.stop_source;
-        let counters = &self.control.source;
-        let mut index: u64 = 0;
-        loop {
-            let pushed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                loop {
-                    if stop.is_cancelled() {
-                        return Pushed::Ended;
-                    }
-                    let Some(item) = items.next() else { return Pushed::Ended };
-                    bump(&counters.produced, 1);
-                    match sender.try_send(index, item) {
-                        Ok(()) => index += 1,
-                        Err(TrySendError::Full(index, item)) => return Pushed::Full(index, item),
-                        Err(TrySendError::Closed(message)) => return Pushed::Closed(message),
-                    }
-                }
-            }));
-            match pushed {
-                Ok(Pushed::Ended) => break,
-                Ok(Pushed::Full(full_index, item)) => {
-                    let started = Instant::now();
-                    let sent = sender.send(Message::Item(full_index, item)).await.is_ok();
-                    bump(&counters.blocked_nanos, nanos(started.elapsed()));
-                    if !sent {
-                        bump(&counters.unprocessed, 1);
-                        break;
-                    }
-                    index += 1;
-                }
-                Ok(Pushed::Closed(message)) => {
-                    drop(message);
-                    bump(&counters.unprocessed, 1);
-                    break;
-                }
                 Err(payload) => {
                     self.fail_with_panic(payload);
                     break;

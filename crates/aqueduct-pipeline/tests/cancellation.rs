@@ -17,10 +17,12 @@ fn guarded_items(counter: &DropCounter) -> impl Iterator<Item = Item> + Send + '
 /// Upper bound on how long a well-behaved pipeline needs to wind down on paused time.
 const WIND_DOWN: Duration = Duration::from_secs(60);
 
-#[tokio::test(start_paused = true)]
-async fn a_consumer_that_stops_early_unblocks_producers_behind_a_full_queue() {
-    let counter = DropCounter::new();
-    let mut running = PipelineBuilder::<Item, ()>::from_items(guarded_items(&counter))
+/// Runs two pass-through stages with queues of 2 over `source`, takes three outputs, lets every queue fill
+/// up, then drops the output stream. Returns the metrics just before the drop and after the wind-down.
+async fn stop_early_behind_full_queues(
+    source: PipelineBuilder<Item, ()>,
+) -> (aqueduct_pipeline::Metrics, aqueduct_pipeline::Metrics) {
+    let mut running = source
         .capacity(2)
         .stage(2, |item: Item| async move { Ok::<_, ()>(item) })
         .stage(2, |item: Item| async move { Ok::<_, ()>(item) })
@@ -31,20 +33,46 @@ async fn a_consumer_that_stops_early_unblocks_producers_behind_a_full_queue() {
     for _ in 0..3 {
         assert!(running.recv().await.is_some());
     }
-    // Let every queue fill up: the source and the workers are now blocked on send.
+    // Let every queue fill up: whoever feeds a full queue is now blocked on send.
     tokio::time::sleep(Duration::from_millis(10)).await;
     let before = handle.metrics();
-    assert!(
-        before.stages.iter().all(|stage| stage.queue_depth == 2),
-        "queues should be full: {before:?}"
-    );
     drop(running);
     tokio::time::timeout(WIND_DOWN, handle.finished())
         .await
         .expect("every task ends once the consumer is gone");
-    let metrics = handle.metrics();
     assert!(handle.is_cancelled());
+    (before, handle.metrics())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_consumer_that_stops_early_unblocks_producers_behind_a_full_queue() {
+    // A stream source runs as a task of its own, which fills the first queue.
+    let counter = DropCounter::new();
+    let source = futures_util::stream::iter(guarded_items(&counter));
+    let (before, metrics) =
+        stop_early_behind_full_queues(PipelineBuilder::<Item, ()>::from_stream(source)).await;
+    assert!(
+        before.stages.iter().all(|stage| stage.queue_depth == 2),
+        "queues should be full: {before:?}"
+    );
     assert_eq!(metrics.delivered, 3);
+    assert!(metrics.source_blocked_on_send > Duration::ZERO, "{metrics:?}");
+    assert_eq!(metrics.accounted(), metrics.produced, "{metrics:?}");
+    assert_eq!(counter.alive(), 0, "every produced item and the endless stream were dropped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_consumer_that_stops_early_unblocks_workers_that_pull_an_endless_iterator() {
+    // An iterator source is pulled by the first stage's workers: its queue stays empty, and the first
+    // stage's workers are the ones blocked behind the full queue of the second.
+    let counter = DropCounter::new();
+    let (before, metrics) =
+        stop_early_behind_full_queues(PipelineBuilder::from_items(guarded_items(&counter))).await;
+    assert_eq!(before.stages[0].queue_depth, 0, "{before:?}");
+    assert_eq!(before.stages[1].queue_depth, 2, "the second queue should be full: {before:?}");
+    assert_eq!(metrics.delivered, 3);
+    assert_eq!(metrics.source_blocked_on_send, Duration::ZERO, "{metrics:?}");
+    assert!(metrics.stages[0].blocked_on_send() > Duration::ZERO, "{metrics:?}");
     assert_eq!(metrics.accounted(), metrics.produced, "{metrics:?}");
     assert_eq!(counter.alive(), 0, "every produced item and the endless iterator were dropped");
 }

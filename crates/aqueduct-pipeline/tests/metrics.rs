@@ -6,7 +6,9 @@ use aqueduct_pipeline::{PipelineBuilder, StageOptions};
 
 #[tokio::test(start_paused = true)]
 async fn the_slow_stage_is_busy_and_the_stage_before_it_is_blocked_on_send() {
-    let pipeline = PipelineBuilder::<u64, ()>::from_items(0..200u64)
+    // A stream source, so that the source also waits for room (an iterator source is pulled by the first
+    // stage's workers and never waits to send: see the next test).
+    let pipeline = PipelineBuilder::<u64, ()>::from_stream(futures_util::stream::iter(0..200u64))
         .capacity(4)
         .stage(2, |item: u64| async move { Ok::<_, ()>(item) })
         .stage(1, |item: u64| async move {
@@ -44,6 +46,28 @@ async fn the_slow_stage_is_busy_and_the_stage_before_it_is_blocked_on_send() {
         assert_eq!(worker.lifetime(), worker.busy + worker.idle + worker.blocked_on_send);
     }
     assert!(metrics.source_blocked_on_send > Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_iterator_pulled_by_the_first_stage_never_waits_to_send() {
+    let metrics = PipelineBuilder::<u64, ()>::from_items(0..200u64)
+        .capacity(4)
+        .stage(2, |item: u64| async move { Ok::<_, ()>(item) })
+        .stage(1, |item: u64| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok::<_, ()>(item)
+        })
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(metrics.produced, 200);
+    assert_eq!(metrics.delivered, 200);
+    assert_eq!(metrics.source_blocked_on_send, Duration::ZERO, "{metrics:?}");
+    let fast = &metrics.stages[0];
+    assert!(fast.blocked_on_send() >= Duration::from_millis(1_000), "{fast:?}");
+    assert!(fast.idle() < Duration::from_millis(20), "pulling never waits here: {fast:?}");
 }
 
 #[tokio::test(start_paused = true)]
