@@ -1,7 +1,10 @@
 //! Pipeline benchmarks: one producer, four workers per stage, capacity 100, one and three stages, against hand-written workers.
 //!
 //! Contenders per workload:
-//! - `aqueduct`: `PipelineBuilder::from_items(..).stage(4, f)…run()`;
+//! - `aqueduct`: `PipelineBuilder::from_items(..).stage(4, f)…run()`. The first stage's workers pull the
+//!   iterator themselves: there is no producer task and no first queue to fill (see the crate's README);
+//! - `aqueduct-from-stream`: the same pipeline over `from_stream(stream::iter(..))`, whose source is a
+//!   task of its own that fills the first queue, as the hand-written baselines' producer does;
 //! - `baseline-kanal`, `baseline-flume`, `baseline-async-channel`: the same workers written by hand over
 //!   that channel's bounded MPMC queue (closing by dropping the senders). They picked the pipeline's first
 //!   queue (kanal); the pipeline now has a queue of its own, because its items carry their source index and
@@ -39,7 +42,16 @@ fn work(item: u64) -> u64 {
 // ===== aqueduct =====
 
 async fn aqueduct(items: u64, stages: usize) {
-    let builder = PipelineBuilder::<u64, ()>::from_items(0..items).capacity(CAPACITY);
+    run_aqueduct(PipelineBuilder::<u64, ()>::from_items(0..items), items, stages).await;
+}
+
+async fn aqueduct_from_stream(items: u64, stages: usize) {
+    let source = futures::stream::iter(0..items);
+    run_aqueduct(PipelineBuilder::<u64, ()>::from_stream(source), items, stages).await;
+}
+
+async fn run_aqueduct(source: PipelineBuilder<u64, ()>, items: u64, stages: usize) {
+    let builder = source.capacity(CAPACITY);
     let builder = (1..stages).fold(builder, |builder, _| {
         builder.stage(WORKERS, |item: u64| async move { Ok::<_, ()>(work(item)) })
     });
@@ -226,6 +238,9 @@ fn workload(criterion: &mut Criterion, name: &str, stages: usize) {
     group.bench_function("aqueduct", |bencher| {
         bencher.to_async(&runtime).iter(|| aqueduct(items, stages))
     });
+    group.bench_function("aqueduct-from-stream", |bencher| {
+        bencher.to_async(&runtime).iter(|| aqueduct_from_stream(items, stages))
+    });
     group.bench_function("baseline-kanal", |bencher| {
         bencher.to_async(&runtime).iter(|| baseline_kanal(items, stages));
     });
@@ -247,6 +262,19 @@ fn workload(criterion: &mut Criterion, name: &str, stages: usize) {
         || baseline_kanal(items, stages),
     );
     benches::record_extra("pipeline", name, "aqueduct", "paired_ratio_to_baseline-kanal", ratio);
+    let ratio = benches::paired_ratio(
+        &runtime,
+        pairs,
+        || aqueduct_from_stream(items, stages),
+        || baseline_kanal(items, stages),
+    );
+    benches::record_extra(
+        "pipeline",
+        name,
+        "aqueduct-from-stream",
+        "paired_ratio_to_baseline-kanal",
+        ratio,
+    );
 }
 
 fn one_stage(criterion: &mut Criterion) {
