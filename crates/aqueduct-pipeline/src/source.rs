@@ -1,9 +1,10 @@
 //! The source tasks: pull items from an iterator, a stream or the input channel and send them to stage 1.
 
 use std::panic::AssertUnwindSafe;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use aqueduct_core::Error;
 use futures_core::Stream;
@@ -11,8 +12,25 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::control::{Control, ErrorSlot, Signal};
-use crate::metrics::bump;
-use crate::queue::{Message, Outlet, Sent};
+use crate::metrics::{bump, nanos};
+use crate::queue::{Message, Outlet, QueueSender, Sent, TrySendError};
+
+/// How many items the stream source moves in one poll before it yields to the other tasks of its thread.
+const ITEMS_PER_POLL: u32 = 128;
+
+/// Where the synchronous loop of [`SourceContext::stream_into_queue`] stopped.
+enum Pushed<T> {
+    /// The stream ended, or the source was stopped.
+    Ended,
+    /// The queue is full: this item (with its index) waits for room.
+    Full(u64, T),
+    /// Every receiver is gone; the item comes back to be dropped outside the queue's lock.
+    Closed(Message<T>),
+    /// This poll moved [`ITEMS_PER_POLL`] items.
+    Yield,
+    /// Polling the stream panicked.
+    Panicked(Box<dyn std::any::Any + Send>),
+}
 
 /// What every source task needs.
 pub(crate) struct SourceContext<T, E> {
@@ -145,8 +163,14 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
     where
         S: Stream<Item = T> + Send + 'static,
     {
-        let stop = self.control.stop_source.clone();
         let mut items = pin!(items);
+        if self.window.is_none()
+            && let Outlet::Queue(sender) = &self.outlet
+        {
+            self.stream_into_queue(sender, items).await;
+            return;
+        }
+        let stop = self.control.stop_source.clone();
         let mut index = 0;
         while self.admit(&stop).await {
             let next = tokio::select! {
@@ -163,6 +187,83 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
                 }
                 Ok(None) => break,
                 Err(payload) => {
+                    self.fail_with_panic(payload);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The common case of [`stream`](Self::stream): unordered, into stage 1's queue. The stream is polled
+    /// and the items pushed by a synchronous loop inside one poll, for as long as both are ready: no future
+    /// per item, and the stop signal's waiter is registered once, and only polled when the stream waits.
+    /// The loop leaves to wait for room (inline, the clock read only then) and to yield every
+    /// [`ITEMS_PER_POLL`] items.
+    ///
+    /// A send into a stage queue is never abandoned (see [`crate::queue`]); on abort, stage 1's workers
+    /// keep receiving and count what they get as unprocessed, so the send always completes.
+    async fn stream_into_queue<S>(&self, sender: &QueueSender<T>, mut items: Pin<&mut S>)
+    where
+        S: Stream<Item = T>,
+    {
+        let stop = &*self.control.stop_source;
+        let counters = &self.control.source;
+        let mut stopped = pin!(stop.cancelled());
+        let mut index: u64 = 0;
+        loop {
+            let pushed = std::future::poll_fn(|context| {
+                for _ in 0..ITEMS_PER_POLL {
+                    if stop.is_cancelled() {
+                        return Poll::Ready(Pushed::Ended);
+                    }
+                    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        items.as_mut().poll_next(context)
+                    }));
+                    let item = match polled {
+                        Ok(Poll::Ready(Some(item))) => item,
+                        Ok(Poll::Ready(None)) => return Poll::Ready(Pushed::Ended),
+                        Ok(Poll::Pending) => {
+                            // The stream waits: wait for it or for the stop signal, whichever comes first.
+                            return match stopped.as_mut().poll(context) {
+                                Poll::Ready(()) => Poll::Ready(Pushed::Ended),
+                                Poll::Pending => Poll::Pending,
+                            };
+                        }
+                        Err(payload) => return Poll::Ready(Pushed::Panicked(payload)),
+                    };
+                    bump(&counters.produced, 1);
+                    match sender.try_send(index, item) {
+                        Ok(()) => index += 1,
+                        Err(TrySendError::Full(index, item)) => {
+                            return Poll::Ready(Pushed::Full(index, item));
+                        }
+                        Err(TrySendError::Closed(message)) => {
+                            return Poll::Ready(Pushed::Closed(message));
+                        }
+                    }
+                }
+                Poll::Ready(Pushed::Yield)
+            })
+            .await;
+            match pushed {
+                Pushed::Ended => break,
+                Pushed::Yield => tokio::task::yield_now().await,
+                Pushed::Full(full_index, item) => {
+                    let started = tokio::time::Instant::now();
+                    let sent = sender.send(Message::Item(full_index, item)).await.is_ok();
+                    bump(&counters.blocked_nanos, nanos(started.elapsed()));
+                    if !sent {
+                        bump(&counters.unprocessed, 1);
+                        break;
+                    }
+                    index += 1;
+                }
+                Pushed::Closed(message) => {
+                    drop(message);
+                    bump(&counters.unprocessed, 1);
+                    break;
+                }
+                Pushed::Panicked(payload) => {
                     self.fail_with_panic(payload);
                     break;
                 }

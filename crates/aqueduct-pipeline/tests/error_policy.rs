@@ -168,3 +168,18 @@ async fn a_panicking_source_is_a_fatal_error() {
     assert_eq!(metrics.produced, 5);
     assert_eq!(metrics.accounted(), 5);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_stream_source_is_a_fatal_error() {
+    let items = (0..10u64).map(|item| if item == 5 { panic!("source broke") } else { item });
+    let pipeline = PipelineBuilder::<u64, Bad>::from_stream(futures_util::stream::iter(items))
+        .stage(1, |item: u64| async move { Ok::<_, Bad>(item) })
+        .build()
+        .unwrap();
+    let handle = pipeline.handle();
+    let result = pipeline.run().await;
+    assert!(result.unwrap_err().is_panicked());
+    let metrics = handle.metrics();
+    assert_eq!(metrics.produced, 5);
+    assert_eq!(metrics.accounted(), 5);
+}

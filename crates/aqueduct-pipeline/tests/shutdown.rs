@@ -51,6 +51,32 @@ async fn drain_stops_the_source_and_delivers_everything_in_flight() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn drain_stops_a_stream_source_while_it_waits_for_its_next_item() {
+    use futures_util::StreamExt;
+    // Three items, then a stream that never yields again: the source waits on the stream, not on a queue.
+    let source = futures_util::stream::iter(0..3u64).chain(futures_util::stream::pending());
+    let running = PipelineBuilder::<u64, ()>::from_stream(source)
+        .stage(2, |item: u64| async move { Ok::<_, ()>(item) })
+        .build()
+        .unwrap()
+        .spawn();
+    let handle = running.handle();
+    let reader = tokio::spawn(running.collect_all());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!handle.is_finished(), "the stream is still open");
+    handle.drain();
+    let mut outputs = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("drain ends the wait on the stream")
+        .unwrap()
+        .unwrap();
+    outputs.sort_unstable();
+    assert_eq!(outputs, vec![0, 1, 2]);
+    let metrics = handle.metrics();
+    assert_eq!((metrics.produced, metrics.delivered, metrics.unprocessed()), (3, 3, 0));
+}
+
+#[tokio::test(start_paused = true)]
 async fn shutdown_aborts_what_cannot_drain_by_the_deadline() {
     let pipeline = PipelineBuilder::<u64, ()>::from_items(0..)
         .stage(2, |item: u64| async move {
