@@ -30,6 +30,8 @@ async fn main() {
 }
 
 fn print_metrics(metrics: &Metrics) {
+    // An iterator source is pulled by the first stage's workers, so it never waits to send: its blocked
+    // time stays zero, and the first stage's workers show the backpressure instead.
     eprintln!(
         "  source: produced {}, blocked on send {:?}",
         metrics.produced, metrics.source_blocked_on_send
