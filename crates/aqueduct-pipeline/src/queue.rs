@@ -1309,6 +1309,63 @@ mod tests {
         assert_eq!(index_of(receiver.try_recv()), Some(5));
     }
 
+    /// Receives until the queue closes and returns the indices seen. Every `abandon_every`th receive is
+    /// abandoned after one poll, woken or not (and then, when `nudge`, followed by the nudge of a worker
+    /// that stops taking items); the others wait with `recv`, after a `try_recv` when `nudge`, as a
+    /// worker does.
+    async fn receive_abandoning_some(
+        receiver: QueueReceiver<u64>,
+        first_attempt: u64,
+        abandon_every: u64,
+        nudge: bool,
+    ) -> Vec<u64> {
+        let mut seen = Vec::new();
+        let mut take = |message: Message<u64>| {
+            if let Message::Item(index, item) = message {
+                assert_eq!(item, index * 10);
+            }
+            seen.push(message_index(&message));
+        };
+        let mut attempt = first_attempt;
+        loop {
+            attempt += 1;
+            if attempt % abandon_every == 0 {
+                let mut receive = receiver.recv();
+                let polled = std::future::poll_fn(|context| {
+                    Poll::Ready(Pin::new(&mut receive).poll(context))
+                })
+                .await;
+                match polled {
+                    Poll::Ready(Some(message)) => take(message),
+                    Poll::Ready(None) => break,
+                    Poll::Pending => {
+                        drop(receive);
+                        if nudge {
+                            receiver.nudge();
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                }
+                continue;
+            }
+            let received = if nudge {
+                match receiver.try_recv() {
+                    TryRecv::Item(index, item) => Some(Message::Item(index, item)),
+                    TryRecv::Gap(index) => Some(Message::Gap(index)),
+                    TryRecv::Closed => None,
+                    TryRecv::Empty => receiver.recv().await,
+                }
+            } else {
+                receiver.recv().await
+            };
+            match received {
+                Some(message) => take(message),
+                None => break,
+            }
+        }
+        seen
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn receives_cancelled_at_random_points_lose_no_item_and_no_wake_up() {
         let (sender, receiver) = bounded::<u64>(2);
@@ -1322,39 +1379,9 @@ mod tests {
                 }
             }
         });
-        let mut receivers = Vec::new();
-        for worker in 0..4u64 {
-            let receiver = receiver.clone();
-            receivers.push(tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut attempt = worker;
-                loop {
-                    attempt += 1;
-                    // Every third receive is abandoned after one poll, woken or not.
-                    if attempt % 3 == 0 {
-                        let mut receive = receiver.recv();
-                        let polled = std::future::poll_fn(|context| {
-                            Poll::Ready(Pin::new(&mut receive).poll(context))
-                        })
-                        .await;
-                        match polled {
-                            Poll::Ready(Some(message)) => seen.push(message_index(&message)),
-                            Poll::Ready(None) => break,
-                            Poll::Pending => {
-                                drop(receive);
-                                tokio::task::yield_now().await;
-                            }
-                        }
-                        continue;
-                    }
-                    match receiver.recv().await {
-                        Some(message) => seen.push(message_index(&message)),
-                        None => break,
-                    }
-                }
-                seen
-            }));
-        }
+        let receivers: Vec<_> = (0..4u64)
+            .map(|worker| tokio::spawn(receive_abandoning_some(receiver.clone(), worker, 3, false)))
+            .collect();
         drop(receiver);
         producer.await.unwrap();
         let mut all = Vec::new();
@@ -1557,46 +1584,9 @@ mod tests {
             next += 1;
             Some((next - 1) * 10)
         }));
-        let mut receivers = Vec::new();
-        for worker in 0..4u64 {
-            let receiver = receiver.clone();
-            receivers.push(tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut attempt = worker;
-                loop {
-                    attempt += 1;
-                    if attempt % 5 == 0 {
-                        // Now and then a receive abandoned after one poll, woken or not.
-                        let mut receive = receiver.recv();
-                        let polled = std::future::poll_fn(|context| {
-                            Poll::Ready(Pin::new(&mut receive).poll(context))
-                        })
-                        .await;
-                        match polled {
-                            Poll::Ready(Some(message)) => seen.push(message_index(&message)),
-                            Poll::Ready(None) => break,
-                            Poll::Pending => drop(receive),
-                        }
-                        receiver.nudge();
-                        tokio::task::yield_now().await;
-                        continue;
-                    }
-                    match receiver.try_recv() {
-                        TryRecv::Item(index, item) => {
-                            assert_eq!(item, index * 10);
-                            seen.push(index);
-                        }
-                        TryRecv::Gap(index) => panic!("a pulled queue has no gap: {index}"),
-                        TryRecv::Closed => break,
-                        TryRecv::Empty => match receiver.recv().await {
-                            Some(message) => seen.push(message_index(&message)),
-                            None => break,
-                        },
-                    }
-                }
-                seen
-            }));
-        }
+        let receivers: Vec<_> = (0..4u64)
+            .map(|worker| tokio::spawn(receive_abandoning_some(receiver.clone(), worker, 5, true)))
+            .collect();
         drop(receiver);
         let mut all = Vec::new();
         for receiver in receivers {

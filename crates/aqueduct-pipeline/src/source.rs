@@ -142,18 +142,28 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
         let stop = self.control.stop_source.clone();
         let mut index = 0;
         while self.admit(&stop).await {
-            match std::panic::catch_unwind(AssertUnwindSafe(|| items.next())) {
-                Ok(Some(item)) => {
-                    if !self.emit(index, item).await {
-                        break;
-                    }
-                    index += 1;
+            let next = std::panic::catch_unwind(AssertUnwindSafe(|| items.next()));
+            if !self.forward(next, &mut index).await {
+                break;
+            }
+        }
+    }
+
+    /// What the item-by-item loops do with what they pulled: emit an item (`true`: go on), or stop at
+    /// the end, at a panic (a fatal error) or when the item could not be handed over.
+    async fn forward(&self, next: std::thread::Result<Option<T>>, index: &mut u64) -> bool {
+        match next {
+            Ok(Some(item)) => {
+                if !self.emit(*index, item).await {
+                    return false;
                 }
-                Ok(None) => break,
-                Err(payload) => {
-                    self.fail_with_panic(payload);
-                    break;
-                }
+                *index += 1;
+                true
+            }
+            Ok(None) => false,
+            Err(payload) => {
+                self.fail_with_panic(payload);
+                false
             }
         }
     }
@@ -178,18 +188,8 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
                 () = stop.cancelled() => break,
                 next = AssertUnwindSafe(items.next()).catch_unwind() => next,
             };
-            match next {
-                Ok(Some(item)) => {
-                    if !self.emit(index, item).await {
-                        break;
-                    }
-                    index += 1;
-                }
-                Ok(None) => break,
-                Err(payload) => {
-                    self.fail_with_panic(payload);
-                    break;
-                }
+            if !self.forward(next, &mut index).await {
+                break;
             }
         }
     }

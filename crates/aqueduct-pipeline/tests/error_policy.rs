@@ -154,15 +154,18 @@ async fn a_panicking_callback_is_a_fatal_error() {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_panicking_source_is_a_fatal_error() {
-    let items = (0..10u64).map(|item| if item == 5 { panic!("source broke") } else { item });
-    let pipeline = PipelineBuilder::<u64, Bad>::from_items(items)
-        .stage(1, |item: u64| async move { Ok::<_, Bad>(item) })
-        .build()
-        .unwrap();
+/// Ten items whose sixth panics when it is pulled.
+fn items_that_panic_at_five() -> impl Iterator<Item = u64> + Send + 'static {
+    (0..10u64).map(|item| if item == 5 { panic!("source broke") } else { item })
+}
+
+/// Runs one pass-through stage over `source` and checks that the source's panic ends the pipeline with
+/// `Panicked`, after exactly the five items before it, all accounted for.
+async fn a_panicking_source_ends_the_pipeline(source: PipelineBuilder<u64, Bad>) {
+    let pipeline = source.stage(1, |item: u64| async move { Ok::<_, Bad>(item) }).build().unwrap();
     let handle = pipeline.handle();
-    let result = pipeline.run().await;
+    // `collect` rather than `run`: only a spawned pipeline keeps the order of an ordered one.
+    let result = pipeline.collect().await;
     assert!(result.unwrap_err().is_panicked());
     let metrics = handle.metrics();
     assert_eq!(metrics.produced, 5);
@@ -170,16 +173,21 @@ async fn a_panicking_source_is_a_fatal_error() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_panicking_source_is_a_fatal_error() {
+    // Pulled by the stage's workers.
+    a_panicking_source_ends_the_pipeline(PipelineBuilder::from_items(items_that_panic_at_five()))
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_panicking_stream_source_is_a_fatal_error() {
-    let items = (0..10u64).map(|item| if item == 5 { panic!("source broke") } else { item });
-    let pipeline = PipelineBuilder::<u64, Bad>::from_stream(futures_util::stream::iter(items))
-        .stage(1, |item: u64| async move { Ok::<_, Bad>(item) })
-        .build()
-        .unwrap();
-    let handle = pipeline.handle();
-    let result = pipeline.run().await;
-    assert!(result.unwrap_err().is_panicked());
-    let metrics = handle.metrics();
-    assert_eq!(metrics.produced, 5);
-    assert_eq!(metrics.accounted(), 5);
+    let items = futures_util::stream::iter(items_that_panic_at_five());
+    a_panicking_source_ends_the_pipeline(PipelineBuilder::from_stream(items)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_source_of_an_ordered_pipeline_is_a_fatal_error() {
+    // Ordered: pulled by a source task of its own.
+    let source = PipelineBuilder::from_items(items_that_panic_at_five()).ordered(4);
+    a_panicking_source_ends_the_pipeline(source).await;
 }
