@@ -2,13 +2,11 @@
 
 use std::time::Duration;
 
-use aqueduct_pipeline::{PipelineBuilder, StageOptions};
+use aqueduct_pipeline::{Pipeline, PipelineBuilder, StageOptions};
 
-#[tokio::test(start_paused = true)]
-async fn the_slow_stage_is_busy_and_the_stage_before_it_is_blocked_on_send() {
-    // A stream source, so that the source also waits for room (an iterator source is pulled by the first
-    // stage's workers and never waits to send: see the next test).
-    let pipeline = PipelineBuilder::<u64, ()>::from_stream(futures_util::stream::iter(0..200u64))
+/// Queues of 4, a fast stage of two workers, then a slow one: one worker, 10 ms per item.
+fn fast_then_slow(source: PipelineBuilder<u64, ()>) -> Pipeline<u64, ()> {
+    source
         .capacity(4)
         .stage(2, |item: u64| async move { Ok::<_, ()>(item) })
         .stage(1, |item: u64| async move {
@@ -16,7 +14,15 @@ async fn the_slow_stage_is_busy_and_the_stage_before_it_is_blocked_on_send() {
             Ok::<_, ()>(item)
         })
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_slow_stage_is_busy_and_the_stage_before_it_is_blocked_on_send() {
+    // A stream source, so that the source also waits for room (an iterator source is pulled by the first
+    // stage's workers and never waits to send: see the next test).
+    let source = PipelineBuilder::from_stream(futures_util::stream::iter(0..200u64));
+    let pipeline = fast_then_slow(source);
     let handle = pipeline.handle();
     let run = tokio::spawn(pipeline.run());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -50,18 +56,7 @@ async fn the_slow_stage_is_busy_and_the_stage_before_it_is_blocked_on_send() {
 
 #[tokio::test(start_paused = true)]
 async fn an_iterator_pulled_by_the_first_stage_never_waits_to_send() {
-    let metrics = PipelineBuilder::<u64, ()>::from_items(0..200u64)
-        .capacity(4)
-        .stage(2, |item: u64| async move { Ok::<_, ()>(item) })
-        .stage(1, |item: u64| async move {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            Ok::<_, ()>(item)
-        })
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
+    let metrics = fast_then_slow(PipelineBuilder::from_items(0..200u64)).run().await.unwrap();
     assert_eq!(metrics.produced, 200);
     assert_eq!(metrics.delivered, 200);
     assert_eq!(metrics.source_blocked_on_send, Duration::ZERO, "{metrics:?}");
