@@ -136,7 +136,7 @@ where
     /// and its queue is empty: no producer task, no hand-off between tasks. With ordered output (or no
     /// stage) a runtime task pulls it into the first queue instead. Either way the iterator runs on the
     /// async runtime: it must not block (use [`from_stream`](Self::from_stream) for a source that waits).
-    /// A panic in it is a fatal error ([`Error::Panicked`]).
+    /// A panic in it, in `next` or in its `Drop` once it has ended, is a fatal error ([`Error::Panicked`]).
     ///
     /// # Examples
     ///

@@ -48,7 +48,8 @@
 //!
 //! The first queue of a pipeline whose source is an iterator (unordered) holds no items: its sender is
 //! turned into a feeder ([`QueueSender::feed_from`]) and the receivers, stage 1's workers, call it
-//! themselves, one at a time, under a lock of its own that is never held together with the state's lock.
+//! themselves, one at a time, under a lock of its own. When both locks are held, the feeder's is always
+//! taken first (a metrics read from inside the iterator takes the state's lock), never the other way round.
 //! With a producer task, every refill of the queue was a hand-off between tasks, often between threads
 //! (a wake-up, a park, an unpark); pulled, an item goes from the iterator to the worker that wants it in
 //! one lock and one call. The `pipeline` benchmark's one-stage workload went from 1.09–1.46× the time of
@@ -165,7 +166,7 @@ struct Shared<T> {
     /// under the state's lock, read by the receiver that has just pulled, after releasing the feeder.
     pull_waiting: AtomicBool,
     /// The feeder of a pulled queue, `None` once it has ended. Its lock is held while it runs, by one
-    /// receiver at a time, and never together with the state's lock.
+    /// receiver at a time. Taken before the state's lock when both are held, never after it.
     feeder: SpinMutex<Option<Feeding<T>>, SpinThenYield>,
 }
 
@@ -289,9 +290,15 @@ impl<T> Shared<T> {
             return Some((index, item));
         }
         let ended = feeder.take();
+        // Close while still holding the feeder's lock (feeder then state, the order `poll_pull` uses):
+        // no receiver sees the feeder gone while `senders` still counts it. Then wake, then drop the
+        // source, whose `Drop` is user code that may panic.
+        let woken = self.close_feeder_locked();
         drop(feeder);
+        for waiter in woken {
+            waiter.waker.wake();
+        }
         drop(ended);
-        self.close_feeder();
         None
     }
 
@@ -312,19 +319,14 @@ impl<T> Shared<T> {
     /// The feeder ended: it no longer counts as a sender, and once no sender is left every waiting
     /// receiver is woken to see the end.
     #[cold]
-    fn close_feeder(&self) {
-        let woken = {
-            let mut state = self.state.lock();
-            state.senders -= 1;
-            if state.senders == 0 {
-                self.pull_waiting.store(false, Ordering::Relaxed);
-                std::mem::take(&mut state.receivers_waiting)
-            } else {
-                VecDeque::new()
-            }
-        };
-        for waiter in woken {
-            waiter.waker.wake();
+    fn close_feeder_locked(&self) -> VecDeque<Waiter> {
+        let mut state = self.state.lock();
+        state.senders -= 1;
+        if state.senders == 0 {
+            self.pull_waiting.store(false, Ordering::Relaxed);
+            std::mem::take(&mut state.receivers_waiting)
+        } else {
+            VecDeque::new()
         }
     }
 
@@ -725,6 +727,13 @@ impl<T> Drop for QueueReceiver<T> {
             // Nobody will pull again: drop the source now rather than with the last metrics handle.
             let feeder = self.shared.feeder.lock().take();
             drop(feeder);
+        } else if self.shared.is_pulled() {
+            // This receiver may be the one that missed a waiter and will never pull or nudge again
+            // (its task ended, e.g. by a panic): look once more, as `nudge` does.
+            fence(Ordering::SeqCst);
+            if self.shared.pull_waiting.load(Ordering::Relaxed) {
+                self.shared.wake_puller();
+            }
         }
     }
 }
@@ -812,8 +821,9 @@ impl<T> Recv<'_, T> {
                     Some((index, item)) => Poll::Ready(Some(Message::Item(index, item))),
                     None => match shared.pulled_end() {
                         TryRecv::Closed => Poll::Ready(None),
-                        // The feeder is gone but not as the last sender: impossible for a pulled queue,
-                        // whose feeder is its only sender; wait for the end all the same.
+                        // The feeder is gone but still counted as a sender: impossible, since a pulled
+                        // queue's feeder is its only sender and is uncounted under the feeder's lock
+                        // before that lock is released; look again rather than wait for a wake-up.
                         _ => {
                             context.waker().wake_by_ref();
                             Poll::Pending
@@ -1550,6 +1560,42 @@ mod tests {
         assert!(matches!(poll(&mut first, &waker), Poll::Ready(Some(Message::Item(0, 0)))));
         assert!(matches!(poll(&mut second, &waker), Poll::Ready(None)));
         assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_feeder_whose_drop_panics_still_closes_the_queue() {
+        struct PanicOnDrop;
+        impl Drop for PanicOnDrop {
+            fn drop(&mut self) {
+                panic!("the source panics in drop");
+            }
+        }
+        let (sender, receiver) = bounded::<u64>(4);
+        let guard = PanicOnDrop;
+        sender.feed_from(Box::new(move || {
+            let _keep = &guard;
+            None
+        }));
+        let other = receiver.clone();
+        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| receiver.try_recv()));
+        assert!(ended.is_err(), "the panic reaches the receiver that dropped the feeder");
+        assert!(matches!(other.try_recv(), TryRecv::Closed), "the queue is closed all the same");
+    }
+
+    #[test]
+    fn a_receiver_dropped_after_missing_a_waiter_passes_the_turn_on() {
+        let (receiver, _dropped) = pulled(10);
+        let puller = receiver.clone();
+        let (counter, waker) = waker();
+        // `puller` is inside the feeder...
+        let busy = receiver.shared.feeder.lock();
+        let mut waiting = receiver.recv();
+        assert!(poll(&mut waiting, &waker).is_pending());
+        // ...its pull missed the registration, and its task ends before it pulls again or nudges.
+        drop(busy);
+        drop(puller);
+        assert_eq!(woken(&counter), 1, "the receiver leaving looked for a waiter");
+        assert!(matches!(poll(&mut waiting, &waker), Poll::Ready(Some(Message::Item(0, 0)))));
     }
 
     #[test]

@@ -102,8 +102,9 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
     /// back for [`iterate`](Self::iterate) otherwise (ordered output, or no stage).
     ///
     /// The feeder stops (returns `None`) once the source is stopped (drain) or cancelled (abort), and when
-    /// the iterator ends or panics (a fatal error, as in `iterate`).
-    pub(crate) fn feed_stage_queue<I>(self, mut items: I) -> Result<(), (Self, I)>
+    /// the iterator ends or panics (a fatal error, as in `iterate`); then it drops the iterator, catching
+    /// a panic of its `Drop` as a fatal error too.
+    pub(crate) fn feed_stage_queue<I>(self, items: I) -> Result<(), (Self, I)>
     where
         I: Iterator<Item = T> + Send + 'static,
     {
@@ -112,24 +113,35 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
             Outlet::Queue(sender) if window.is_none() => sender,
             outlet => return Err((Self { outlet, control, errors, window }, items)),
         };
+        // `None` once ended: the iterator is dropped here, at its end, with a panic in its `Drop` caught
+        // as one in `next` is (not in a worker, whose task it would end).
+        let mut items = Some(items);
         let mut produced: u64 = 0;
         sender.feed_from(Box::new(move || {
-            if control.stop_source.is_cancelled() {
-                return None;
-            }
-            match std::panic::catch_unwind(AssertUnwindSafe(|| items.next())) {
+            let iterator = items.as_mut()?;
+            let next = if control.stop_source.is_cancelled() {
+                Ok(None)
+            } else {
+                std::panic::catch_unwind(AssertUnwindSafe(|| iterator.next()))
+            };
+            let panic = match next {
                 Ok(Some(item)) => {
-                    // One caller at a time (the queue's feeding flag), so a store suffices.
+                    // One caller at a time (under the feeder's lock), so a store suffices.
                     produced += 1;
                     control.source.produced.store(produced, Ordering::Relaxed);
-                    Some(item)
+                    return Some(item);
                 }
-                Ok(None) => None,
+                Ok(None) => std::panic::catch_unwind(AssertUnwindSafe(|| items = None)).err(),
                 Err(payload) => {
-                    errors.fail(Error::from_panic(None, payload), &control);
-                    None
+                    // Dropped after a panic: a second panic adds nothing to the first.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| items = None));
+                    Some(payload)
                 }
+            };
+            if let Some(payload) = panic {
+                errors.fail(Error::from_panic(None, payload), &control);
             }
+            None
         }));
         Ok(())
     }
@@ -146,6 +158,10 @@ impl<T: Send + 'static, E: Send + 'static> SourceContext<T, E> {
             if !self.forward(next, &mut index).await {
                 break;
             }
+        }
+        // A panic in the iterator's `Drop` is a fatal error too (after one in `next`, only the first counts).
+        if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| drop(items))) {
+            self.fail_with_panic(payload);
         }
     }
 

@@ -172,6 +172,46 @@ async fn a_panicking_source_ends_the_pipeline(source: PipelineBuilder<u64, Bad>)
     assert_eq!(metrics.accounted(), 5);
 }
 
+/// Ten items, then a panic when the iterator is dropped at its end.
+struct PanicsWhenDropped(std::ops::Range<u64>);
+
+impl Iterator for PanicsWhenDropped {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        self.0.next()
+    }
+}
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        panic!("the source panics in drop");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_iterator_that_panics_when_dropped_is_a_fatal_error_pulled_or_not() {
+    for ordered in [false, true] {
+        let source = PipelineBuilder::<u64, Bad>::from_items(PanicsWhenDropped(0..10));
+        let source = if ordered { source.ordered(4) } else { source };
+        let pipeline =
+            source.stage(4, |item: u64| async move { Ok::<_, Bad>(item) }).build().unwrap();
+        let handle = pipeline.handle();
+        let collected = tokio::spawn(pipeline.collect());
+        // A bound on a hang (the workers once spun forever here), not a timing assertion.
+        let ended = tokio::time::timeout(Duration::from_secs(20), handle.finished()).await;
+        if ended.is_err() {
+            handle.abort();
+        }
+        assert!(ended.is_ok(), "ordered {ordered}: never finished: {:?}", handle.metrics());
+        let result = collected.await.expect("no task panics");
+        assert!(result.unwrap_err().is_panicked(), "ordered {ordered}");
+        let metrics = handle.metrics();
+        assert_eq!(metrics.produced, 10, "ordered {ordered}");
+        assert_eq!(metrics.accounted(), 10, "ordered {ordered}: {metrics:?}");
+        assert_eq!(metrics.stages[0].workers_alive, 0, "ordered {ordered}: every worker ended");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_panicking_source_is_a_fatal_error() {
     // Pulled by the stage's workers.
