@@ -52,7 +52,7 @@
 //! taken first (a metrics read from inside the iterator takes the state's lock), never the other way round.
 //! With a producer task, every refill of the queue was a hand-off between tasks, often between threads
 //! (a wake-up, a park, an unpark); pulled, an item goes from the iterator to the worker that wants it in
-//! one lock and one call. The `pipeline` benchmark's one-stage workload went from 1.09–1.46× the time of
+//! one lock and one call. The `pipeline` benchmark's one-stage workload went from 1.03–1.46× the time of
 //! hand-written kanal workers to 0.56–0.60× in four full runs (see the crate's README).
 //!
 //! A receiver that finds another one pulling looks again with the lock's back-off, and after
