@@ -273,6 +273,9 @@ impl<T> Shared<T> {
 
     /// Calls the feeder under its lock: the next item with its index, or `None` once the feeder has ended
     /// (then it is dropped, as the queue's sender). Afterwards wakes a receiver waiting for its turn.
+    ///
+    /// `None` means the queue is closed: the feeder is uncounted as a sender before its lock is released,
+    /// so no receiver can find it gone while the queue still counts it.
     #[inline(always)]
     fn pull_locked(
         &self,
@@ -302,6 +305,15 @@ impl<T> Shared<T> {
         None
     }
 
+    /// The fenced look for a waiting receiver that a pull may have missed (see the module docs): taken
+    /// by every receiver that stops taking items, or leaves.
+    fn wake_missed_puller(&self) {
+        fence(Ordering::SeqCst);
+        if self.pull_waiting.load(Ordering::Relaxed) {
+            self.wake_puller();
+        }
+    }
+
     /// Wakes the first receiver waiting for its turn to pull, if any.
     #[cold]
     fn wake_puller(&self) {
@@ -328,11 +340,6 @@ impl<T> Shared<T> {
         } else {
             VecDeque::new()
         }
-    }
-
-    /// What a pulled queue's receiver gets when the feeder is gone: the end once no sender is left.
-    fn pulled_end(&self) -> TryRecv<T> {
-        if self.state.lock().senders == 0 { TryRecv::Closed } else { TryRecv::Empty }
     }
 }
 
@@ -618,13 +625,9 @@ impl<T> QueueReceiver<T> {
         let mut looks = 0;
         loop {
             if let Some(feeder) = self.shared.feeder.try_lock() {
-                if feeder.is_none() {
-                    drop(feeder);
-                    return self.shared.pulled_end();
-                }
                 return match self.shared.pull_locked(feeder) {
                     Some((index, item)) => TryRecv::Item(index, item),
-                    None => self.shared.pulled_end(),
+                    None => TryRecv::Closed,
                 };
             }
             if looks == PULL_LOOKS {
@@ -670,13 +673,9 @@ impl<T> QueueReceiver<T> {
     /// behind it do not wait for it while other receivers sleep. See the module docs.
     pub(crate) fn nudge(&self) {
         if self.shared.is_pulled() {
-            // Nothing is queued in a pulled queue, but a receiver may wait for its turn to pull. A pull
-            // looks for one without a fence (see the module docs), so it may miss a receiver that began to
-            // wait just then; this look, with the fence that pairs with the waiting receiver's, cannot.
-            fence(Ordering::SeqCst);
-            if self.shared.pull_waiting.load(Ordering::Relaxed) {
-                self.shared.wake_puller();
-            }
+            // Nothing is queued in a pulled queue, but a receiver may wait for its turn to pull, missed
+            // by a pull that looked just before it registered.
+            self.shared.wake_missed_puller();
             return;
         }
         let mut state = self.shared.state.lock();
@@ -723,17 +722,17 @@ impl<T> Drop for QueueReceiver<T> {
         for waiter in woken {
             waiter.waker.wake();
         }
-        if last && self.shared.is_pulled() {
+        if !self.shared.is_pulled() {
+            return;
+        }
+        if last {
             // Nobody will pull again: drop the source now rather than with the last metrics handle.
             let feeder = self.shared.feeder.lock().take();
             drop(feeder);
-        } else if self.shared.is_pulled() {
+        } else {
             // This receiver may be the one that missed a waiter and will never pull or nudge again
             // (its task ended, e.g. by a panic): look once more, as `nudge` does.
-            fence(Ordering::SeqCst);
-            if self.shared.pull_waiting.load(Ordering::Relaxed) {
-                self.shared.wake_puller();
-            }
+            self.shared.wake_missed_puller();
         }
     }
 }
@@ -811,25 +810,9 @@ impl<T> Recv<'_, T> {
                         .pull_waiting
                         .store(!state.receivers_waiting.is_empty(), Ordering::Relaxed);
                 }
-                let pulled = if feeder.is_some() {
-                    shared.pull_locked(feeder)
-                } else {
-                    drop(feeder);
-                    None
-                };
-                return match pulled {
-                    Some((index, item)) => Poll::Ready(Some(Message::Item(index, item))),
-                    None => match shared.pulled_end() {
-                        TryRecv::Closed => Poll::Ready(None),
-                        // The feeder is gone but still counted as a sender: impossible, since a pulled
-                        // queue's feeder is its only sender and is uncounted under the feeder's lock
-                        // before that lock is released; look again rather than wait for a wake-up.
-                        _ => {
-                            context.waker().wake_by_ref();
-                            Poll::Pending
-                        }
-                    },
-                };
+                return Poll::Ready(
+                    shared.pull_locked(feeder).map(|(index, item)| Message::Item(index, item)),
+                );
             }
             if registered {
                 break;
