@@ -163,7 +163,8 @@ struct Shared<T> {
     /// the ring stays empty.
     pulled: AtomicBool,
     /// In a pulled queue: whether receivers wait (in `receivers_waiting`) for their turn to pull. Written
-    /// under the state's lock, read by the receiver that has just pulled, after releasing the feeder.
+    /// under the state's lock; read by the receiver that has just pulled (before it releases the feeder),
+    /// and behind a fence by one that stops taking items or leaves.
     pull_waiting: AtomicBool,
     /// The feeder of a pulled queue, `None` once it has ended. Its lock is held while it runs, by one
     /// receiver at a time. Taken before the state's lock when both are held, never after it.
