@@ -56,8 +56,9 @@
 //! hand-written kanal workers to 0.56–0.60× in four full runs (see the crate's README).
 //!
 //! A receiver that finds another one pulling looks again with the lock's back-off, and after
-//! [`PULL_LOOKS`] looks waits for its turn (registered among the waiting receivers, with no spinning, so
-//! a slow iterator costs the others no CPU). Each pull then looks, without a fence, whether a receiver
+//! [`PULL_LOOKS`] looks waits for its turn, registered among the waiting receivers: behind a slow
+//! iterator, a waiting receiver spins for those looks once per turn, not for as long as the pull takes.
+//! Each pull then looks, without a fence, whether a receiver
 //! waits, and wakes the first. That look can miss a receiver that registers at the very moment of the
 //! pull; so [`QueueReceiver::nudge`], which every worker calls when it stops taking items for a while
 //! (its stage future waits, its output is full, it yields), looks again behind a fence that pairs with
