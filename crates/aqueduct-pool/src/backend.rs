@@ -93,14 +93,19 @@ impl<M: Manager> deadpool::managed::Manager for DeadpoolAdapter<M> {
     type Type = Box<Slot<M>>;
     type Error = Failure<M::Error>;
 
-    async fn create(&self) -> Result<Box<Slot<M>>, Failure<M::Error>> {
-        // Connections opened ahead of demand pass the same checkout checks as idle ones.
-        while let Some(mut slot) = self.core.pop_stashed() {
-            if self.core.recycle(&mut slot).await {
-                return Ok(Box::new(slot));
+    // Boxed: deadpool keeps the create future inside every `get` future, and unboxed it more than
+    // doubled the size of each waiting `acquire` (1.5 kB of 2 kB). A create is rare and connects,
+    // so the allocation costs nothing measurable.
+    fn create(&self) -> impl Future<Output = Result<Box<Slot<M>>, Failure<M::Error>>> + Send {
+        Box::pin(async move {
+            // Connections opened ahead of demand pass the same checkout checks as idle ones.
+            while let Some(mut slot) = self.core.pop_stashed() {
+                if self.core.recycle(&mut slot).await {
+                    return Ok(Box::new(slot));
+                }
             }
-        }
-        self.core.open_slot().await.map(Box::new)
+            self.core.open_slot().await.map(Box::new)
+        })
     }
 
     async fn recycle(

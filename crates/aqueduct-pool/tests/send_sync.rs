@@ -1,4 +1,4 @@
-//! The public types are `Send` and `Sync` (and the futures `Send`), so they work across tasks.
+//! The public types are `Send` and `Sync` (and the futures `Send` and small), so they work across tasks.
 
 mod common;
 
@@ -37,4 +37,24 @@ async fn the_futures_are_send() {
     assert_send(&pool.close(std::time::Duration::ZERO));
     let (builder, _database) = common::builder(Backend::Deadpool);
     assert_send(&builder.build());
+}
+
+/// Every waiting `acquire` keeps its future in memory while it waits, so the manager's connect
+/// future is kept out of it (boxed): with the PostgreSQL manager it made the future 9.5 kB, and a
+/// fake's 3 kB; both are about 1.1–1.5 kB now.
+#[tokio::test]
+async fn a_waiting_acquire_stays_small() {
+    const LIMIT: usize = 2048;
+    let (builder, _database) = common::builder(Backend::Deadpool);
+    let pool = builder.lazy(true).build().await.expect("builds");
+    let size = std::mem::size_of_val(&pool.acquire());
+    assert!(size <= LIMIT, "acquire's future takes {size} bytes with the fake manager");
+    #[cfg(feature = "postgres")]
+    {
+        let manager = aqueduct_pool::postgres::PgManager::from_url("postgres://127.0.0.1:1/unused")
+            .expect("a valid url");
+        let pool = Pool::builder(manager).lazy(true).build().await.expect("a lazy pool builds");
+        let size = std::mem::size_of_val(&pool.acquire());
+        assert!(size <= LIMIT, "acquire's future takes {size} bytes with the PostgreSQL manager");
+    }
 }
