@@ -35,11 +35,6 @@ const MAX_CLOSE_RECHECK: Duration = Duration::from_millis(100);
 const NO_WAIT: deadpool::managed::Timeouts =
     deadpool::managed::Timeouts { wait: Some(Duration::ZERO), create: None, recycle: None };
 
-/// deadpool's timeouts for waiting in line: none, as the pool is built with (the acquire deadline,
-/// creation and recycling are bounded by the pool's own timeouts).
-const WAIT: deadpool::managed::Timeouts =
-    deadpool::managed::Timeouts { wait: None, create: None, recycle: None };
-
 /// An async connection pool: the seed's `ConnectionPool(dsn, min_size, max_size)`.
 ///
 /// Cheap to clone (an `Arc`); clones share the connections. Build one with [`Pool::builder`], take a
@@ -191,50 +186,48 @@ impl<M: Manager> Pool<M> {
     /// # }
     /// ```
     pub async fn acquire(&self) -> Result<PooledConnection<M>, Error<M::Error>> {
-        if self.shared.core.is_closing() {
+        let core = &self.shared.core;
+        if core.is_closing() {
             return Err(Error::Closed { reconnecting: false });
         }
         match &self.shared.backend {
-            BackendPool::Deadpool(pool) => self.acquire_deadpool(pool).await,
-            #[cfg(feature = "bb8")]
-            BackendPool::Bb8 { .. } => self.wait_for(pin!(self.get_once())).await,
-        }
-    }
-
-    /// `acquire` on deadpool: one `timeout_get` future, first polled without waiting unless callers
-    /// are queueing, then replaced in place by a waiting one.
-    ///
-    /// One future and one instance of [`wait_for`](Self::wait_for) keep `acquire`'s own future small
-    /// (it was 3.6 kB with a future per path); every waiting task keeps it in memory while it waits.
-    async fn acquire_deadpool(
-        &self,
-        pool: &deadpool::managed::Pool<DeadpoolAdapter<M>>,
-    ) -> Result<PooledConnection<M>, Error<M::Error>> {
-        let core = &self.shared.core;
-        let queueing = core.queueing.load(Ordering::Relaxed);
-        let mut getting = pin!(pool.timeout_get(if queueing { &WAIT } else { &NO_WAIT }));
-        if !queueing {
-            // First without queueing: a free permit means nobody is waiting (tokio's semaphore hands
-            // a returned permit straight to the first waiter), so this never overtakes a waiter, and
-            // it skips the waiter-queue machinery of a waiting `get`. Polled once with the caller's
-            // own waker: an idle connection is ready at once.
-            match std::future::poll_fn(|context| Poll::Ready(getting.as_mut().poll(context))).await
-            {
-                Poll::Ready(Ok(object)) => return Ok(self.hand_out(Held::Deadpool(object))),
-                // Every permit is taken: wait in line below.
-                Poll::Ready(Err(deadpool::managed::PoolError::Timeout(_))) => {
-                    getting.set(pool.timeout_get(&WAIT));
+            BackendPool::Deadpool(pool) if !core.queueing.load(Ordering::Relaxed) => {
+                // First without queueing: a free permit means nobody is waiting (tokio's semaphore
+                // hands a returned permit straight to the first waiter), so this never overtakes a
+                // waiter, and it skips the waiter-queue machinery of a waiting `get`. Polled once
+                // with the caller's own waker: an idle connection is ready at once.
+                let mut taking = pin!(pool.timeout_get(&NO_WAIT));
+                match std::future::poll_fn(|context| Poll::Ready(taking.as_mut().poll(context)))
+                    .await
+                {
+                    Poll::Ready(Ok(object)) => return Ok(self.hand_out(Held::Deadpool(object))),
+                    // Every permit is taken: wait in line below.
+                    Poll::Ready(Err(deadpool::managed::PoolError::Timeout(_))) => {}
+                    // A connect failed: retry under the deadline.
+                    Poll::Ready(Err(error)) => {
+                        let failed = std::future::ready(Err(deadpool_failure(error)));
+                        return self.wait_for(pin!(failed)).await;
+                    }
+                    // Connecting or validating: finish under the deadline.
+                    Poll::Pending => {
+                        let finishing =
+                            async { taking.await.map(Held::Deadpool).map_err(deadpool_failure) };
+                        return self.wait_for(pin!(finishing)).await;
+                    }
                 }
-                // A connect failed: retry under the deadline.
-                Poll::Ready(Err(error)) => return self.retry_after(deadpool_failure(error)).await,
-                // Connecting or validating: finish under the deadline.
-                Poll::Pending => {}
             }
+            // Callers are queueing: join the queue at once, polling deadpool's `get` directly (no
+            // `get_once` state machine around it).
+            BackendPool::Deadpool(pool) => {
+                let getting = futures::FutureExt::map(pool.get(), |result| {
+                    result.map(Held::Deadpool).map_err(deadpool_failure)
+                });
+                return self.wait_for(pin!(getting)).await;
+            }
+            #[cfg(feature = "bb8")]
+            BackendPool::Bb8 { .. } => {}
         }
-        let attempt = futures::FutureExt::map(getting, |result| {
-            result.map(Held::Deadpool).map_err(deadpool_failure)
-        });
-        self.wait_for(pin!(attempt)).await
+        self.wait_for(pin!(self.get_once())).await
     }
 
     /// Waits for `attempt` until the deadline, retrying failed connects with a backoff.
@@ -252,8 +245,7 @@ impl<M: Manager> Pool<M> {
         // The deadline is watched by the pool's expiry task (see `Expiry`), or by a timer of this
         // call's own when that task is gone.
         let mut registration = pin!(None::<tokio::sync::futures::Notified<'_>>);
-        // Boxed: armed only when the watch is gone, and a `Sleep` would bloat every acquire.
-        let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let mut timer = pin!(None::<tokio::time::Sleep>);
         let mut waiting: Option<(Instant, Option<Deadline>)> = None;
         let outcome = std::future::poll_fn(|context| {
             if let Poll::Ready(result) = attempt.as_mut().poll(context) {
@@ -269,8 +261,8 @@ impl<M: Manager> Pool<M> {
                 (started, deadline)
             });
             let Some(deadline) = deadline else { return Poll::Pending };
-            if let Some(sleep) = timer.as_mut() {
-                return sleep.as_mut().poll(context).map(|()| None);
+            if let Some(sleep) = timer.as_mut().as_pin_mut() {
+                return sleep.poll(context).map(|()| None);
             }
             if deadline.at() <= started {
                 return Poll::Ready(None);
@@ -278,11 +270,11 @@ impl<M: Manager> Pool<M> {
             match core.expiry.poll_due(registration.as_mut(), deadline.at(), context) {
                 Due::Waiting => Poll::Pending,
                 Due::Elapsed => Poll::Ready(None),
-                Due::Unwatched => timer
-                    .insert(Box::pin(tokio::time::sleep_until(deadline.at())))
-                    .as_mut()
-                    .poll(context)
-                    .map(|()| None),
+                Due::Unwatched => {
+                    timer.set(Some(tokio::time::sleep_until(deadline.at())));
+                    let sleep = timer.as_mut().as_pin_mut().expect("armed just above");
+                    sleep.poll(context).map(|()| None)
+                }
             }
         })
         .await;
@@ -294,32 +286,23 @@ impl<M: Manager> Pool<M> {
                 }
                 Ok(self.hand_out(held))
             }
-            Some(Err(failure)) => match waiting {
+            Some(Err(failure)) => {
+                let (started, deadline) = waiting.unwrap_or_else(|| {
+                    let started = Instant::now();
+                    let deadline = Deadline::clamp(
+                        core.config.acquire_timeout.map(|timeout| started + timeout),
+                    );
+                    (started, deadline)
+                });
                 // Rare (a failed connect): boxed so that its timers do not bloat every acquire.
-                Some((started, deadline)) => {
-                    Box::pin(self.acquire_slow(failure, started, deadline)).await
-                }
-                None => self.retry_after(failure).await,
-            },
+                Box::pin(self.acquire_slow(failure, started, deadline)).await
+            }
             None => {
                 let (started, deadline) = waiting.expect("the timer is armed only while waiting");
                 let deadline = deadline.expect("the timer fires only for a deadline");
                 Err(self.elapsed(deadline, started, None))
             }
         }
-    }
-
-    /// After an attempt that failed before it ever waited: starts the deadline now, then retries.
-    async fn retry_after(
-        &self,
-        failure: Failure<M::Error>,
-    ) -> Result<PooledConnection<M>, Error<M::Error>> {
-        let started = Instant::now();
-        let deadline = Deadline::clamp(
-            self.shared.core.config.acquire_timeout.map(|timeout| started + timeout),
-        );
-        // Rare (a failed connect): boxed so that its timers do not bloat every acquire.
-        Box::pin(self.acquire_slow(failure, started, deadline)).await
     }
 
     /// After a failed attempt: backs off, then tries again, until the deadline.
