@@ -104,7 +104,9 @@ impl<M: Manager> deadpool::managed::Manager for DeadpoolAdapter<M> {
                     return Ok(Box::new(slot));
                 }
             }
-            self.core.open_slot().await.map(Box::new)
+            let slot = self.core.open_slot().await?;
+            self.core.trim_stash();
+            Ok(Box::new(slot))
         })
     }
 
@@ -170,10 +172,77 @@ impl<M: Manager> bb8::ManageConnection for Bb8Adapter<M> {
     }
 
     async fn is_valid(&self, slot: &mut Box<Slot<M>>) -> Result<(), Bb8Failure> {
+        if let Some(mut reap) = REAPING.get() {
+            // The maintenance reaper is looking, not a caller: judge without a round trip, and
+            // mark what must go rather than fail it (a failed check makes bb8 open a replacement).
+            let keep = self.core.keeps_idle(slot, reap.now);
+            let idled_out = keep && reap.removable > 0 && self.core.idle_too_long(slot, reap.now);
+            if !keep || idled_out {
+                slot.broken = true;
+                reap.removable = reap.removable.saturating_sub(1);
+                REAPING.set(Some(reap));
+            }
+            return Ok(());
+        }
         if self.core.recycle(slot).await { Ok(()) } else { Err(Bb8Failure) }
     }
 
     fn has_broken(&self, slot: &mut Box<Slot<M>>) -> bool {
         slot.broken || self.core.closing.load(Ordering::Acquire)
     }
+}
+
+/// What the reaper of this thread needs while it takes bb8's idle connections out (see [`reap_bb8`]).
+#[cfg(feature = "bb8")]
+#[derive(Clone, Copy)]
+struct Reap {
+    now: tokio::time::Instant,
+    /// How many more connections may still close for idleness without going below `min_size`.
+    removable: usize,
+}
+
+#[cfg(feature = "bb8")]
+thread_local! {
+    /// Set while this thread reaps bb8's idle connections. Per thread, so that a caller's checkout
+    /// on another thread meanwhile still runs its full checks.
+    static REAPING: std::cell::Cell<Option<Reap>> = const { std::cell::Cell::new(None) };
+}
+
+/// Closes bb8's idle connections that are broken, expired, retired or idle too long (never going
+/// below `min_size` for idleness).
+///
+/// bb8 has no `retain`, so each idle connection is taken out once, without waiting, and all of them
+/// are given back together; the ones marked broken are closed by bb8 as they come back. While they
+/// are out, `is_valid` only judges (see [`REAPING`]): no validation round trip, which would be
+/// cancelled mid-flight here, and no failed check, after which bb8 would open a replacement.
+#[cfg(feature = "bb8")]
+pub(crate) fn reap_bb8<M: Manager>(pool: &bb8::Pool<Bb8Adapter<M>>, core: &Core<M>) {
+    use futures::FutureExt;
+
+    /// Leaves reaping mode even if a checkout panics.
+    struct Reaping;
+    impl Drop for Reaping {
+        fn drop(&mut self) {
+            REAPING.set(None);
+        }
+    }
+
+    let now = tokio::time::Instant::now();
+    let removable = core
+        .counters
+        .size
+        .load(std::sync::atomic::Ordering::Acquire)
+        .saturating_sub(core.min_size());
+    REAPING.set(Some(Reap { now, removable }));
+    let reaping = Reaping;
+    let mut taken = Vec::new();
+    // Only while bb8 still has an idle connection: a `get` that finds none would open one.
+    while pool.state().idle_connections > 0 {
+        match pool.get().now_or_never() {
+            Some(Ok(connection)) => taken.push(connection),
+            _ => break,
+        }
+    }
+    drop(reaping);
+    drop(taken);
 }

@@ -44,6 +44,16 @@ impl Backend {
     }
 }
 
+/// The largest `max_size` a pool accepts. deadpool reserves a slot for every connection when the
+/// pool is built, so an unbounded value would allocate without limit (or panic on overflow).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(aqueduct_pool::MAX_POOL_SIZE, 65_536);
+/// ```
+pub const MAX_POOL_SIZE: usize = 65_536;
+
 /// The settings of a pool, as validated by [`PoolBuilder::build`]; read them with [`Pool::config`].
 ///
 /// # Examples
@@ -109,6 +119,13 @@ impl PoolConfig {
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.max_size == 0 {
             return Err("max_size is 0: a pool needs room for at least one connection; set max_size(1) or more".into());
+        }
+        if self.max_size > MAX_POOL_SIZE {
+            return Err(format!(
+                "max_size ({}) is above {MAX_POOL_SIZE}: the pool reserves room for every connection \
+                 when it is built; lower max_size",
+                self.max_size
+            ));
         }
         if self.min_size > self.max_size {
             return Err(format!(
@@ -210,7 +227,7 @@ impl<M: Manager> PoolBuilder<M> {
         self
     }
 
-    /// The most connections open at once (default 10).
+    /// The most connections open at once (default 10, at most [`MAX_POOL_SIZE`]).
     pub fn max_size(mut self, max_size: usize) -> Self {
         self.config.max_size = max_size;
         self

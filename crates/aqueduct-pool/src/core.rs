@@ -93,6 +93,9 @@ pub(crate) struct Counters {
     pub(crate) evicted: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) connect_errors: AtomicU64,
+    /// Connects that ran out of `create_timeout` (a subset of `connect_errors`), so that bb8's
+    /// callers, which bb8 does not tell, can see that one did.
+    pub(crate) connect_timeouts: AtomicU64,
 }
 
 /// How many stripes [`Cycles`] and the deadline watch ([`Expiry`](crate::expiry::Expiry)) spread
@@ -247,6 +250,7 @@ impl<M: Manager> Core<M> {
                 Ok(result) => result,
                 Err(_) => {
                     self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
+                    self.counters.connect_timeouts.fetch_add(1, Ordering::Release);
                     return Err(Failure::ConnectTimeout);
                 }
             },
@@ -256,6 +260,13 @@ impl<M: Manager> Core<M> {
             self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
             Failure::Connect(error)
         })?;
+        if self.is_closing() {
+            // `close` began while connecting: it may already have waited for the connections in
+            // use and reaped the idle ones, so this one must not join the pool. Closed at once,
+            // and never counted as created.
+            drop(connection);
+            return Err(Failure::Closed);
+        }
         let now = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let terminator = self.manager.terminator(&connection);
@@ -318,6 +329,23 @@ impl<M: Manager> Core<M> {
         lock(&self.stash).pop()
     }
 
+    /// Closes stashed connections while more than `max_size` are open.
+    ///
+    /// deadpool's permits bound the connections it holds, but not the stash: a background top-up
+    /// and callers' own connects can finish together and open one more than `max_size`. Whoever
+    /// opens a connection calls this (a top-up's own connection is refused in `adopt` instead), so
+    /// the excess is closed as soon as the connect that made it finishes.
+    pub(crate) fn trim_stash(&self) {
+        if self.counters.size.load(Ordering::Acquire) <= self.config.max_size {
+            return;
+        }
+        let mut stash = lock(&self.stash);
+        while self.counters.size.load(Ordering::Acquire) > self.config.max_size {
+            let Some(slot) = stash.pop() else { break };
+            drop(slot);
+        }
+    }
+
     /// The checkout check of an idle slot: cheap checks, then (only once the slot is no longer
     /// fresh) expiry, idleness and the validation window, then the manager's recycle.
     pub(crate) async fn recycle(&self, slot: &mut Slot<M>) -> bool {
@@ -336,7 +364,6 @@ impl<M: Manager> Core<M> {
                 .is_some_and(|window| now.saturating_duration_since(slot.last_used) >= window);
         }
         if !keep {
-            self.counters.evicted.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         slot.checked_out = now;
@@ -350,7 +377,7 @@ impl<M: Manager> Core<M> {
         }
         let mut recycling = std::pin::pin!(self.manager.recycle(&mut slot.connection, validate));
         // Most recycles finish at once (no round trip): only arm the timer for one that waits.
-        let recycled = match recycling.as_mut().now_or_never() {
+        match recycling.as_mut().now_or_never() {
             Some(result) => result.is_ok(),
             // Boxed, so the timer does not bloat every checkout's future.
             None => match self.config.recycle_timeout {
@@ -359,11 +386,7 @@ impl<M: Manager> Core<M> {
                 }
                 None => recycling.await.is_ok(),
             },
-        };
-        if !recycled {
-            self.counters.evicted.fetch_add(1, Ordering::Relaxed);
         }
-        recycled
     }
 
     /// Checkouts of a connection that had been handed out before, over every connection so far.
@@ -434,7 +457,6 @@ impl<M: Manager> Slot<M> {
             && !core.manager.is_broken(&mut self.connection);
         if !keep {
             self.broken = true;
-            core.counters.evicted.fetch_add(1, Ordering::Relaxed);
         }
         keep
     }
@@ -477,8 +499,12 @@ impl Clock {
     }
 }
 
+/// A slot is dropped exactly when its connection is closed, whatever closed it: a failed check, a
+/// cancelled validation, reaping, `close`, a full pool refusing it, or the pool itself being dropped.
+/// So `evicted` is counted here and nowhere else, and `created - evicted == size` always holds.
 impl<M: Manager> Drop for Slot<M> {
     fn drop(&mut self) {
+        self.core.counters.evicted.fetch_add(1, Ordering::Relaxed);
         self.core.counters.size.fetch_sub(1, Ordering::AcqRel);
         lock(&self.core.registry).remove(&self.id);
         let recycles = self.uses.saturating_sub(1);

@@ -13,7 +13,7 @@ mod pool;
 pub mod postgres;
 mod status;
 
-pub use crate::config::{Backend, PoolBuilder, PoolConfig};
+pub use crate::config::{Backend, MAX_POOL_SIZE, PoolBuilder, PoolConfig};
 pub use crate::guard::PooledConnection;
 pub use crate::manager::{Manager, Terminator};
 pub use crate::pool::Pool;

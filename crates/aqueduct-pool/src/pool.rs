@@ -8,8 +8,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use aqueduct_core::{Deadline, Elapsed, Error};
-#[cfg(feature = "bb8")]
-use futures::FutureExt;
 use tokio::time::Instant;
 
 use crate::backend::{BackendPool, DeadpoolAdapter, Held};
@@ -256,8 +254,7 @@ impl<M: Manager> Pool<M> {
                     core.queueing.store(true, Ordering::Relaxed);
                 }
                 let started = Instant::now();
-                let deadline =
-                    Deadline::clamp(core.config.acquire_timeout.map(|timeout| started + timeout));
+                let deadline = own_deadline(core, started);
                 (started, deadline)
             });
             let Some(deadline) = deadline else { return Poll::Pending };
@@ -289,9 +286,7 @@ impl<M: Manager> Pool<M> {
             Some(Err(failure)) => {
                 let (started, deadline) = waiting.unwrap_or_else(|| {
                     let started = Instant::now();
-                    let deadline = Deadline::clamp(
-                        core.config.acquire_timeout.map(|timeout| started + timeout),
-                    );
+                    let deadline = own_deadline(core, started);
                     (started, deadline)
                 });
                 // Rare (a failed connect): boxed so that its timers do not bloat every acquire.
@@ -398,17 +393,9 @@ impl<M: Manager> Pool<M> {
             #[cfg(feature = "bb8")]
             BackendPool::Bb8 { pool, gate } => {
                 let permit = Arc::clone(gate).try_acquire_owned().map_err(|_| full)?;
-                let connection = loop {
-                    match pool.get_owned().await {
-                        Ok(connection) => break connection,
-                        Err(_) => {
-                            if let Some(error) = core.take_connect_error() {
-                                return Err(Error::Operation(error));
-                            }
-                        }
-                    }
-                };
-                Held::Bb8(connection, permit)
+                self.checkout_bb8(pool, permit)
+                    .await
+                    .map_err(|failure| failure_error(failure, core))?
             }
         };
         Ok(self.hand_out(held))
@@ -426,25 +413,42 @@ impl<M: Manager> Pool<M> {
                 let waiting = WaitingGuard(&core.counters.waiting);
                 let permit = Arc::clone(gate).acquire_owned().await.map_err(|_| Failure::Closed)?;
                 drop(waiting);
-                // bb8 reports connect errors only to its error sink and waits for the next
-                // connection, so wait in short slices and surface the stored error between them.
-                let mut slice = FIRST_RETRY_PAUSE * 5;
-                loop {
-                    match tokio::time::timeout(slice, pool.get_owned()).await {
-                        Ok(Ok(connection)) => return Ok(Held::Bb8(connection, permit)),
-                        Ok(Err(_)) | Err(_) => {
-                            if core.is_closing() {
-                                return Err(Failure::Closed);
-                            }
-                            if let Some(message) = lock(&core.panic).take() {
-                                return Err(Failure::Panicked(message));
-                            }
-                            if let Some(error) = core.take_connect_error() {
-                                return Err(Failure::Connect(error));
-                            }
-                            slice = (slice * 2).min(MAX_RETRY_PAUSE);
-                        }
+                self.checkout_bb8(pool, permit).await
+            }
+        }
+    }
+
+    /// Takes a connection from bb8 for a caller holding a gate permit.
+    ///
+    /// bb8 reports a failed connect only to its error sink and keeps the caller waiting for the
+    /// next connection, so this waits in short slices and, between them, surfaces what its spawned
+    /// connects left: a panic, a connect error, or a connect that ran out of `create_timeout`.
+    #[cfg(feature = "bb8")]
+    async fn checkout_bb8(
+        &self,
+        pool: &bb8::Pool<crate::backend::Bb8Adapter<M>>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<Held<M>, Failure<M::Error>> {
+        let core = &self.shared.core;
+        let timeouts_before = core.counters.connect_timeouts.load(Ordering::Acquire);
+        let mut slice = FIRST_RETRY_PAUSE * 5;
+        loop {
+            match tokio::time::timeout(slice, pool.get_owned()).await {
+                Ok(Ok(connection)) => return Ok(Held::Bb8(connection, permit)),
+                Ok(Err(_)) | Err(_) => {
+                    if core.is_closing() {
+                        return Err(Failure::Closed);
                     }
+                    if let Some(message) = lock(&core.panic).take() {
+                        return Err(Failure::Panicked(message));
+                    }
+                    if let Some(error) = core.take_connect_error() {
+                        return Err(Failure::Connect(error));
+                    }
+                    if core.counters.connect_timeouts.load(Ordering::Acquire) != timeouts_before {
+                        return Err(Failure::ConnectTimeout);
+                    }
+                    slice = (slice * 2).min(MAX_RETRY_PAUSE);
                 }
             }
         }
@@ -692,6 +696,9 @@ impl<M: Manager> std::fmt::Debug for Pool<M> {
 impl<M: Manager> Drop for Shared<M> {
     fn drop(&mut self) {
         self.core.expiry.stop();
+        // Stashed slots hold the core, which holds the stash: without this they would keep each
+        // other, and their connections, alive for good.
+        lock(&self.core.stash).clear();
     }
 }
 
@@ -715,62 +722,54 @@ impl<M: Manager> Shared<M> {
     fn reap_idle(&self) {
         let core = &self.core;
         let now = Instant::now();
-        let mut evicted = 0;
-        {
-            let mut stash = lock(&core.stash);
-            let before = stash.len();
-            stash.retain(|slot| core.keeps_idle(slot, now));
-            evicted += before - stash.len();
-        }
+        // Every slot dropped here counts itself as evicted.
+        lock(&core.stash).retain(|slot| core.keeps_idle(slot, now));
         match &self.backend {
             BackendPool::Deadpool(pool) => {
-                evicted += pool.retain(|slot, _| core.keeps_idle(slot, now)).removed.len();
+                drop(pool.retain(|slot, _| core.keeps_idle(slot, now)));
                 // The removed slots are dropped by now, so the size is exact: idleness may close only
                 // the connections above `min_size`.
                 let mut removable =
                     core.counters.size.load(Ordering::Acquire).saturating_sub(core.min_size());
-                let mut stash = lock(&core.stash);
-                let before = stash.len();
-                stash.retain(|slot| {
+                let mut idled_out = |slot: &crate::core::Slot<M>| {
                     let idle_too_long = core.idle_too_long(slot, now) && removable > 0;
                     removable -= usize::from(idle_too_long);
-                    !idle_too_long
-                });
-                evicted += before - stash.len();
-                drop(stash);
-                evicted += pool
-                    .retain(|slot, _| {
-                        let idle_too_long = core.idle_too_long(slot, now) && removable > 0;
-                        removable -= usize::from(idle_too_long);
-                        !idle_too_long
-                    })
-                    .removed
-                    .len();
+                    idle_too_long
+                };
+                lock(&core.stash).retain(|slot| !idled_out(slot));
+                drop(pool.retain(|slot, _| !idled_out(slot)));
             }
             #[cfg(feature = "bb8")]
-            BackendPool::Bb8 { pool, .. } => {
-                // bb8 has no `retain`: take each idle connection out without waiting; the checkout
-                // checks evict what must go, and the others go straight back.
-                let idle = usize::try_from(pool.state().idle_connections).unwrap_or(0);
-                for _ in 0..idle {
-                    if !matches!(pool.get().now_or_never(), Some(Ok(_))) {
-                        break;
-                    }
-                }
-            }
+            BackendPool::Bb8 { pool, .. } => crate::backend::reap_bb8(pool, core),
         }
-        core.counters.evicted.fetch_add(evicted as u64, Ordering::Relaxed);
     }
 
     /// Puts freshly opened connections into the pool: bb8 takes them directly; for deadpool, which
     /// creates only through its manager, they wait in the stash its `create` draws from first.
+    ///
+    /// A slot is closed instead when `close` has begun (its reaping may be over) or when more than
+    /// `max_size` connections are open (callers' own connects finished meanwhile). The check runs
+    /// under the stash's lock, which `close` takes to reap after setting `closing`.
     fn adopt(&self, slots: Vec<crate::core::Slot<M>>) {
         match &self.backend {
-            BackendPool::Deadpool(_) => lock(&self.core.stash).extend(slots),
+            BackendPool::Deadpool(_) => {
+                let core = &self.core;
+                let mut stash = lock(&core.stash);
+                for slot in slots {
+                    let room = core.counters.size.load(Ordering::Acquire) <= core.max_size();
+                    if room && !core.is_closing() {
+                        stash.push(slot);
+                    }
+                }
+            }
+            // bb8 refuses a connection past `max_size`; a refused or late one is dropped (closed).
+            // `close` reaps after setting `closing`, and both reaping and `add` take bb8's lock.
             #[cfg(feature = "bb8")]
             BackendPool::Bb8 { pool, .. } => {
                 for slot in slots {
-                    let _ = pool.add(Box::new(slot));
+                    if !self.core.is_closing() {
+                        drop(pool.add(Box::new(slot)));
+                    }
                 }
             }
         }
@@ -796,7 +795,11 @@ impl<M: Manager> Shared<M> {
 /// The background task: reaps, then tops up to `min_size`, every `interval`, until the pool is
 /// dropped or closed.
 async fn maintain<M: Manager>(shared: Weak<Shared<M>>, interval: Duration) {
-    let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
+    let Some(first) = Instant::now().checked_add(interval) else {
+        // An interval past the end of time: maintenance never runs.
+        return;
+    };
+    let mut ticks = tokio::time::interval_at(first, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
@@ -818,6 +821,13 @@ impl Drop for WaitingGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// The deadline of an acquire that starts waiting at `started`: its acquire timeout from then,
+/// clamped to the ambient [`Deadline`]. A timeout so long that it passes the end of time is no
+/// deadline of its own.
+fn own_deadline<M: Manager>(core: &Core<M>, started: Instant) -> Option<Deadline> {
+    Deadline::clamp(core.config.acquire_timeout.and_then(|timeout| started.checked_add(timeout)))
 }
 
 /// What a failed deadpool `get` means for an acquire.

@@ -238,3 +238,17 @@ async fn try_acquire_creates_when_there_is_room_and_rejects_when_full() {
         assert_eq!(database.opened(), 1, "{backend:?}");
     }
 }
+
+/// `try_acquire` reports a refused connect at once, on bb8 too (which tells only its error sink).
+#[tokio::test(start_paused = true)]
+async fn try_acquire_reports_a_refused_connect_at_once() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder.lazy(true).build().await.expect("builds");
+        database.set_refusing(true);
+        let started = Instant::now();
+        let error = pool.try_acquire().await.expect_err("the connect is refused");
+        assert!(matches!(error, Error::Operation(FakeError::Refused)), "{backend:?}: {error:?}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{backend:?}: {:?}", started.elapsed());
+    }
+}

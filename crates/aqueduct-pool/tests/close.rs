@@ -101,3 +101,61 @@ async fn connections_still_out_after_the_grace_are_terminated() {
         assert_eq!(pool.status().size, 0, "closed when it finally came back");
     }
 }
+
+/// A background top-up whose connect finishes after `close` began must not put its connection in
+/// the closed pool.
+#[tokio::test(start_paused = true)]
+async fn a_top_up_finishing_after_close_closes_its_connection() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        database.set_connect_latency(Duration::from_millis(500));
+        let pool = builder
+            .min_size(1)
+            .lazy(true)
+            .maintenance_interval(Duration::from_secs(1))
+            .build()
+            .await
+            .expect("builds");
+        // The first tick (at 1 s) starts a top-up, which connects until 1.5 s.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(database.attempts(), 1, "{backend:?}: the top-up is connecting");
+        pool.close(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!((pool.status().size, database.open()), (0, 0), "{backend:?}");
+    }
+}
+
+/// A caller whose connect is under way when `close` begins gets `Closed`, not a connection of a
+/// closed pool that nothing would ever terminate.
+#[tokio::test(start_paused = true)]
+async fn an_acquire_connecting_when_close_begins_fails_closed() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        database.set_connect_latency(Duration::from_millis(500));
+        let pool = builder.build().await.expect("builds");
+        let acquiring = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.acquire().await.map(drop) }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(pool.close(Duration::from_secs(10)).await, 0, "{backend:?}");
+        let error = acquiring.await.expect("no panic").expect_err("the pool closed");
+        assert!(error.is_closed(), "{backend:?}: {error:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!((pool.status().size, database.open()), (0, 0), "{backend:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_counts_the_idle_connections_it_closes() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder.max_size(2).build().await.expect("builds");
+        drop((pool.acquire().await.expect("first"), pool.acquire().await.expect("second")));
+        pool.close(Duration::from_secs(1)).await;
+        common::settle().await;
+        let status = pool.status();
+        assert_eq!((status.created, status.evicted, status.size), (2, 2, 0), "{backend:?}");
+        assert_eq!(database.open(), 0, "{backend:?}");
+    }
+}

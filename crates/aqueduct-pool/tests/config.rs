@@ -104,3 +104,38 @@ async fn unbounded_timeouts_are_accepted() {
         assert!(pool.acquire().await.is_ok());
     }
 }
+
+#[tokio::test]
+async fn a_max_size_beyond_the_limit_is_rejected_not_a_panic() {
+    for max_size in [aqueduct_pool::MAX_POOL_SIZE + 1, usize::MAX] {
+        for message in rejection(|builder| builder.max_size(max_size).lazy(true)).await {
+            assert!(message.contains("lower max_size"), "{message}");
+        }
+    }
+}
+
+/// A timeout so long that it passes the end of time is no deadline of its own: no overflow panic in
+/// the waiting caller or in the maintenance task.
+#[tokio::test(start_paused = true)]
+async fn timeouts_and_intervals_past_the_end_of_time_do_not_panic() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder
+            .max_size(1)
+            .acquire_timeout(Duration::MAX)
+            .maintenance_interval(Duration::MAX)
+            .build()
+            .await
+            .expect("builds");
+        let held = pool.acquire().await.expect("acquires");
+        let waiter = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.acquire().await.map(drop) }
+        });
+        common::settle().await;
+        assert_eq!(pool.status().waiters, 1, "{backend:?}");
+        drop(held);
+        waiter.await.expect("no panic").expect("served when the holder returns");
+        common::assert_at_rest(&pool, &database);
+    }
+}

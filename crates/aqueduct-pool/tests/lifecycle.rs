@@ -198,3 +198,93 @@ async fn the_background_task_restores_min_size_after_a_restart() {
         common::assert_at_rest(&pool, &database);
     }
 }
+
+/// Dropping the last handle without `close` closes every connection, the warm ones included (they
+/// wait for deadpool in a stash that would otherwise keep the pool alive).
+#[tokio::test(start_paused = true)]
+async fn dropping_the_pool_closes_its_connections() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder.min_size(3).max_size(3).build().await.expect("builds");
+        assert_eq!(database.open(), 3, "{backend:?}");
+        drop(pool);
+        common::settle().await;
+        assert_eq!(database.open(), 0, "{backend:?}");
+    }
+}
+
+/// The background top-up and callers' own connects, finishing together, never leave more than
+/// `max_size` connections open.
+#[tokio::test(start_paused = true)]
+async fn top_up_and_caller_connects_never_exceed_max_size() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        database.set_connect_latency(Duration::from_millis(500));
+        let pool = builder
+            .min_size(2)
+            .max_size(2)
+            .lazy(true)
+            .maintenance_interval(Duration::from_millis(100))
+            .build()
+            .await
+            .expect("builds");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.acquire().await.map(drop) })
+            })
+            .collect();
+        for caller in callers {
+            caller.await.expect("no panic").expect("served");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        common::assert_at_rest(&pool, &database);
+        assert_eq!(pool.status().size, 2, "{backend:?}: {:?}", pool.status());
+        let status = pool.status();
+        assert_eq!(status.created - status.evicted, status.size as u64, "{backend:?}: {status:?}");
+    }
+}
+
+/// Maintenance judges idle connections without a round trip (validation is for checkouts), and
+/// closing one for idleness never opens a replacement nobody asked for.
+#[tokio::test(start_paused = true)]
+async fn maintenance_neither_validates_nor_replaces_idle_connections() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder
+            .max_size(2)
+            .validate_after_idle(Duration::from_millis(500))
+            .idle_timeout(Duration::from_secs(30))
+            .maintenance_interval(Duration::from_secs(1))
+            .build()
+            .await
+            .expect("builds");
+        drop(pool.acquire().await.expect("acquires"));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let status = pool.status();
+        assert_eq!((database.pings(), status.validated), (0, 0), "{backend:?}: {status:?}");
+        assert_eq!(status.size, 1, "{backend:?}: still within its idle timeout");
+        tokio::time::sleep(Duration::from_secs(110)).await;
+        let status = pool.status();
+        assert_eq!((database.open(), database.opened()), (0, 1), "{backend:?}: {status:?}");
+        assert_eq!((status.size, status.evicted), (0, 1), "{backend:?}: {status:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn expire_all_opens_nothing() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder.max_size(2).build().await.expect("builds");
+        drop(pool.acquire().await.expect("acquires"));
+        pool.expire_all();
+        common::settle().await;
+        assert_eq!(
+            (database.open(), database.opened()),
+            (0, 1),
+            "{backend:?}: {:?}",
+            pool.status()
+        );
+    }
+}
