@@ -438,8 +438,9 @@ impl std::ops::DerefMut for PgConnection {
 
 impl Drop for PgConnection {
     fn drop(&mut self) {
-        // Dropping the client lets the driver send Terminate and stop; the abort makes sure it stops
-        // even when a query is still in flight.
+        // The driver is aborted before the client is dropped, so it stops even with a query in
+        // flight, and the socket closes without a Terminate message: the server sees the client
+        // disconnect and rolls back any transaction left open.
         self.driver.abort();
     }
 }
