@@ -41,10 +41,11 @@ async fn the_futures_are_send() {
 
 /// Every waiting `acquire` keeps its future in memory while it waits, so the manager's connect
 /// future is kept out of it (boxed): it made the future 9.5 kB with the PostgreSQL manager and
-/// 3.0 kB with the fake; they are 2.6 kB and 1.9 kB now.
+/// 3.0 kB with the fake. Now they take 2.6 and 1.9 kB with this crate's features alone, 3.5 and
+/// 2.4 kB with those the whole workspace enables (`cargo xtask test`).
 #[tokio::test]
 async fn a_waiting_acquire_stays_small() {
-    const LIMIT: usize = 3072;
+    const LIMIT: usize = 4096;
     let (builder, _database) = common::builder(Backend::Deadpool);
     let pool = builder.lazy(true).build().await.expect("builds");
     let size = std::mem::size_of_val(&pool.acquire());
