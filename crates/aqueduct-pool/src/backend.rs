@@ -155,33 +155,26 @@ impl<M: Manager> bb8::ManageConnection for Bb8Adapter<M> {
         // shrink the pool for good: catch the panic and hand it to a waiting caller instead.
         let opened = std::panic::AssertUnwindSafe(self.core.open_slot()).catch_unwind().await;
         match opened {
-            Ok(Ok(slot)) => Ok(Box::new(slot)),
-            Ok(Err(Failure::Connect(error))) => {
-                self.core.store_connect_error(error);
-                Err(Bb8Failure)
-            }
-            Ok(Err(_)) => Err(Bb8Failure),
+            Ok(Ok(slot)) => return Ok(Box::new(slot)),
+            Ok(Err(Failure::Connect(error))) => self.core.store_connect_error(error),
+            // The last connect failed by timing out: an older stored error no longer describes it.
+            Ok(Err(Failure::ConnectTimeout)) => drop(self.core.take_connect_error()),
+            Ok(Err(_)) => {}
             Err(payload) => {
                 let error = aqueduct_core::Error::<()>::from_panic(None, payload);
                 if let aqueduct_core::Error::Panicked { message, .. } = error {
                     *crate::core::lock(&self.core.panic) = Some(message);
                 }
-                Err(Bb8Failure)
             }
         }
+        self.core.bb8_failures.fetch_add(1, Ordering::AcqRel);
+        self.core.bb8_event.notify_waiters();
+        Err(Bb8Failure)
     }
 
     async fn is_valid(&self, slot: &mut Box<Slot<M>>) -> Result<(), Bb8Failure> {
-        if let Some(mut reap) = REAPING.get() {
-            // The maintenance reaper is looking, not a caller: judge without a round trip, and
-            // mark what must go rather than fail it (a failed check makes bb8 open a replacement).
-            let keep = self.core.keeps_idle(slot, reap.now);
-            let idled_out = keep && reap.removable > 0 && self.core.idle_too_long(slot, reap.now);
-            if !keep || idled_out {
-                slot.broken = true;
-                reap.removable = reap.removable.saturating_sub(1);
-                REAPING.set(Some(reap));
-            }
+        if REAPING.get() {
+            // The maintenance reaper is taking idle connections out to judge them itself.
             return Ok(());
         }
         if self.core.recycle(slot).await { Ok(()) } else { Err(Bb8Failure) }
@@ -192,29 +185,22 @@ impl<M: Manager> bb8::ManageConnection for Bb8Adapter<M> {
     }
 }
 
-/// What the reaper of this thread needs while it takes bb8's idle connections out (see [`reap_bb8`]).
-#[cfg(feature = "bb8")]
-#[derive(Clone, Copy)]
-struct Reap {
-    now: tokio::time::Instant,
-    /// How many more connections may still close for idleness without going below `min_size`.
-    removable: usize,
-}
-
 #[cfg(feature = "bb8")]
 thread_local! {
-    /// Set while this thread reaps bb8's idle connections. Per thread, so that a caller's checkout
-    /// on another thread meanwhile still runs its full checks.
-    static REAPING: std::cell::Cell<Option<Reap>> = const { std::cell::Cell::new(None) };
+    /// Set while this thread's maintenance takes bb8's idle connections out (see [`reap_bb8`]):
+    /// `is_valid` then passes them without a check. Per thread, so that a caller's checkout on
+    /// another thread meanwhile still runs its full checks.
+    static REAPING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Closes bb8's idle connections that are broken, expired, retired or idle too long (never going
 /// below `min_size` for idleness).
 ///
-/// bb8 has no `retain`, so each idle connection is taken out once, without waiting, and all of them
-/// are given back together; the ones marked broken are closed by bb8 as they come back. While they
-/// are out, `is_valid` only judges (see [`REAPING`]): no validation round trip, which would be
-/// cancelled mid-flight here, and no failed check, after which bb8 would open a replacement.
+/// bb8 has no `retain`, so every idle connection is taken out, without waiting and without a check
+/// (see [`REAPING`]), judged here as deadpool's `retain` is (what must close first, then idleness
+/// within what `min_size` allows), and given back; bb8 closes the ones marked broken as they come
+/// back. A validation round trip would be cancelled mid-flight here, and a failed check would
+/// make bb8 open a replacement.
 #[cfg(feature = "bb8")]
 pub(crate) fn reap_bb8<M: Manager>(pool: &bb8::Pool<Bb8Adapter<M>>, core: &Core<M>) {
     use futures::FutureExt;
@@ -223,17 +209,11 @@ pub(crate) fn reap_bb8<M: Manager>(pool: &bb8::Pool<Bb8Adapter<M>>, core: &Core<
     struct Reaping;
     impl Drop for Reaping {
         fn drop(&mut self) {
-            REAPING.set(None);
+            REAPING.set(false);
         }
     }
 
-    let now = tokio::time::Instant::now();
-    let removable = core
-        .counters
-        .size
-        .load(std::sync::atomic::Ordering::Acquire)
-        .saturating_sub(core.min_size());
-    REAPING.set(Some(Reap { now, removable }));
+    REAPING.set(true);
     let reaping = Reaping;
     let mut taken = Vec::new();
     // Only while bb8 still has an idle connection: a `get` that finds none would open one.
@@ -244,5 +224,22 @@ pub(crate) fn reap_bb8<M: Manager>(pool: &bb8::Pool<Bb8Adapter<M>>, core: &Core<
         }
     }
     drop(reaping);
+    let now = tokio::time::Instant::now();
+    for connection in &mut taken {
+        connection.broken |= !core.keeps_idle(connection, now);
+    }
+    let closing = taken.iter().filter(|connection| connection.broken).count();
+    let mut removable = core
+        .counters
+        .size
+        .load(std::sync::atomic::Ordering::Acquire)
+        .saturating_sub(closing)
+        .saturating_sub(core.min_size());
+    for connection in &mut taken {
+        if !connection.broken && removable > 0 && core.idle_too_long(connection, now) {
+            connection.broken = true;
+            removable -= 1;
+        }
+    }
     drop(taken);
 }

@@ -48,6 +48,14 @@ pub(crate) struct Core<M: Manager> {
     /// The message of a panic in a connect no caller was running (bb8's spawned connects).
     #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
     pub(crate) panic: Mutex<Option<String>>,
+    /// bb8's spawned connects that failed (error, timeout or panic) so far. bb8 tells only its
+    /// error sink, so its waiting callers compare this with its value when they began.
+    #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
+    pub(crate) bb8_failures: AtomicU64,
+    /// Notified when a spawned bb8 connect fails and when `close` begins, for callers waiting in
+    /// bb8's `get`.
+    #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
+    pub(crate) bb8_event: Notify,
     /// The last error of a connect no caller was waiting on (background top-up, bb8's spawned connects).
     last_connect_error: Mutex<Option<M::Error>>,
     /// The time settings of the checkout and return checks, and the maintenance ticks.
@@ -93,9 +101,6 @@ pub(crate) struct Counters {
     pub(crate) evicted: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) connect_errors: AtomicU64,
-    /// Connects that ran out of `create_timeout` (a subset of `connect_errors`), so that bb8's
-    /// callers, which bb8 does not tell, can see that one did.
-    pub(crate) connect_timeouts: AtomicU64,
 }
 
 /// How many stripes [`Cycles`] and the deadline watch ([`Expiry`](crate::expiry::Expiry)) spread
@@ -222,6 +227,8 @@ impl<M: Manager> Core<M> {
             next_id: AtomicU64::new(0),
             stash: Mutex::new(Vec::new()),
             panic: Mutex::new(None),
+            bb8_failures: AtomicU64::new(0),
+            bb8_event: Notify::new(),
             last_connect_error: Mutex::new(None),
             clock: Clock::new(&config),
             expiry: Arc::new(crate::expiry::Expiry::new()),
@@ -250,7 +257,6 @@ impl<M: Manager> Core<M> {
                 Ok(result) => result,
                 Err(_) => {
                     self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
-                    self.counters.connect_timeouts.fetch_add(1, Ordering::Release);
                     return Err(Failure::ConnectTimeout);
                 }
             },
@@ -501,7 +507,8 @@ impl Clock {
 
 /// A slot is dropped exactly when its connection is closed, whatever closed it: a failed check, a
 /// cancelled validation, reaping, `close`, a full pool refusing it, or the pool itself being dropped.
-/// So `evicted` is counted here and nowhere else, and `created - evicted == size` always holds.
+/// So `evicted` is counted here and nowhere else, and `created - evicted == size` holds whenever
+/// the pool is at rest (`status()` reads the counters one by one).
 impl<M: Manager> Drop for Slot<M> {
     fn drop(&mut self) {
         self.core.counters.evicted.fetch_add(1, Ordering::Relaxed);

@@ -421,8 +421,10 @@ impl<M: Manager> Pool<M> {
     /// Takes a connection from bb8 for a caller holding a gate permit.
     ///
     /// bb8 reports a failed connect only to its error sink and keeps the caller waiting for the
-    /// next connection, so this waits in short slices and, between them, surfaces what its spawned
-    /// connects left: a panic, a connect error, or a connect that ran out of `create_timeout`.
+    /// next connection, so the adapter counts each failure of bb8's spawned connects and wakes the
+    /// waiting callers: a caller returns what failed since it began (a panic, a connect error, or a
+    /// timeout), or `Closed` once `close` has begun. bb8's `get` itself is never cancelled here, so
+    /// a validation round trip runs to its end.
     #[cfg(feature = "bb8")]
     async fn checkout_bb8(
         &self,
@@ -430,26 +432,36 @@ impl<M: Manager> Pool<M> {
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<Held<M>, Failure<M::Error>> {
         let core = &self.shared.core;
-        let timeouts_before = core.counters.connect_timeouts.load(Ordering::Acquire);
-        let mut slice = FIRST_RETRY_PAUSE * 5;
+        let failures_before = core.bb8_failures.load(Ordering::Acquire);
+        let mut getting = pin!(pool.get_owned());
         loop {
-            match tokio::time::timeout(slice, pool.get_owned()).await {
-                Ok(Ok(connection)) => return Ok(Held::Bb8(connection, permit)),
-                Ok(Err(_)) | Err(_) => {
-                    if core.is_closing() {
-                        return Err(Failure::Closed);
-                    }
-                    if let Some(message) = lock(&core.panic).take() {
-                        return Err(Failure::Panicked(message));
-                    }
-                    if let Some(error) = core.take_connect_error() {
-                        return Err(Failure::Connect(error));
-                    }
-                    if core.counters.connect_timeouts.load(Ordering::Acquire) != timeouts_before {
-                        return Err(Failure::ConnectTimeout);
-                    }
-                    slice = (slice * 2).min(MAX_RETRY_PAUSE);
+            // Registered before the looks below, so that no event between them is missed.
+            let mut event = pin!(core.bb8_event.notified());
+            event.as_mut().enable();
+            if core.is_closing() {
+                return Err(Failure::Closed);
+            }
+            if core.bb8_failures.load(Ordering::Acquire) != failures_before {
+                if let Some(message) = lock(&core.panic).take() {
+                    return Err(Failure::Panicked(message));
                 }
+                return Err(match core.take_connect_error() {
+                    Some(error) => Failure::Connect(error),
+                    None => Failure::ConnectTimeout,
+                });
+            }
+            let got = std::future::poll_fn(|context| {
+                if let Poll::Ready(got) = getting.as_mut().poll(context) {
+                    return Poll::Ready(Some(got));
+                }
+                event.as_mut().poll(context).map(|()| None)
+            })
+            .await;
+            if let Some(got) = got {
+                // bb8 errs only when its own (one-year) connection timeout passes.
+                return got
+                    .map(|connection| Held::Bb8(connection, permit))
+                    .map_err(|_| Failure::ConnectTimeout);
             }
         }
     }
@@ -632,7 +644,10 @@ impl<M: Manager> Pool<M> {
         match &self.shared.backend {
             BackendPool::Deadpool(pool) => pool.close(),
             #[cfg(feature = "bb8")]
-            BackendPool::Bb8 { gate, .. } => gate.close(),
+            BackendPool::Bb8 { gate, .. } => {
+                gate.close();
+                core.bb8_event.notify_waiters();
+            }
         }
         self.shared.reap_idle();
         let all_back = async {
@@ -748,8 +763,8 @@ impl<M: Manager> Shared<M> {
     /// creates only through its manager, they wait in the stash its `create` draws from first.
     ///
     /// A slot is closed instead when `close` has begun (its reaping may be over) or when more than
-    /// `max_size` connections are open (callers' own connects finished meanwhile). The check runs
-    /// under the stash's lock, which `close` takes to reap after setting `closing`.
+    /// `max_size` connections are open (callers' own connects finished meanwhile). For deadpool the
+    /// check runs under the stash's lock, which `close` takes to reap after setting `closing`.
     fn adopt(&self, slots: Vec<crate::core::Slot<M>>) {
         match &self.backend {
             BackendPool::Deadpool(_) => {
@@ -770,6 +785,11 @@ impl<M: Manager> Shared<M> {
                     if !self.core.is_closing() {
                         drop(pool.add(Box::new(slot)));
                     }
+                }
+                // `close` may have begun after the look above and reaped before the `add`: then
+                // the look below sees it (bb8's lock orders the two), and this reaps instead.
+                if self.core.is_closing() {
+                    crate::backend::reap_bb8(pool, &self.core);
                 }
             }
         }

@@ -252,3 +252,72 @@ async fn try_acquire_reports_a_refused_connect_at_once() {
         assert!(started.elapsed() < Duration::from_secs(1), "{backend:?}: {:?}", started.elapsed());
     }
 }
+
+/// A checkout's validation runs to its end, however long it takes within `recycle_timeout`: it is
+/// never cancelled and started again (bb8's `get` is not cut into slices).
+#[tokio::test(start_paused = true)]
+async fn try_acquire_waits_out_a_validation_longer_than_a_second() {
+    for &backend in Backend::all() {
+        let pool =
+            aqueduct_pool::Pool::builder(common::SlowValidation(Duration::from_millis(1500)))
+                .backend(backend)
+                .max_size(1)
+                .validate_after_idle(Duration::ZERO)
+                .build()
+                .await
+                .expect("builds");
+        drop(pool.acquire().await.expect("first checkout"));
+        let validated = pool.status().validated;
+        let started = Instant::now();
+        let tried = tokio::time::timeout(Duration::from_secs(60), pool.try_acquire()).await;
+        assert!(matches!(tried, Ok(Ok(_))), "{backend:?}: {tried:?}; {:?}", pool.status());
+        assert_eq!(started.elapsed(), Duration::from_millis(1500), "{backend:?}");
+        assert_eq!(pool.status().validated, validated + 1, "{backend:?}: one validation, run once");
+    }
+}
+
+/// A connect error the background top-up saw long ago is no caller's failure: a later
+/// `try_acquire` whose own connect is merely slow succeeds.
+#[tokio::test(start_paused = true)]
+async fn try_acquire_does_not_report_a_stale_top_up_error() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder
+            .min_size(1)
+            .lazy(true)
+            .maintenance_interval(Duration::from_secs(3600))
+            .build()
+            .await
+            .expect("builds");
+        database.set_refusing(true);
+        // The top-up at 1 h is refused.
+        tokio::time::sleep(Duration::from_millis(3_600_500)).await;
+        assert_eq!(pool.status().connect_errors, 1, "{backend:?}");
+        database.set_refusing(false);
+        database.set_connect_latency(Duration::from_millis(100));
+        let tried = pool.try_acquire().await.map(drop);
+        assert!(tried.is_ok(), "{backend:?}: {tried:?}");
+    }
+}
+
+/// The background top-up's connect running out of `create_timeout` is no caller's failure either.
+#[tokio::test(start_paused = true)]
+async fn a_top_up_timing_out_does_not_fail_a_caller_connecting_on_time() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder
+            .min_size(1)
+            .lazy(true)
+            .create_timeout(Duration::from_secs(1))
+            .maintenance_interval(Duration::from_secs(1))
+            .build()
+            .await
+            .expect("builds");
+        database.set_connect_latency(Duration::from_secs(2));
+        // The top-up starting at 1 s times out at 2 s, while the caller below connects.
+        tokio::time::sleep(Duration::from_millis(1900)).await;
+        database.set_connect_latency(Duration::from_millis(300));
+        let tried = pool.try_acquire().await.map(drop);
+        assert!(tried.is_ok(), "{backend:?}: {tried:?}");
+    }
+}

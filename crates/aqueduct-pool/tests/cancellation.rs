@@ -117,32 +117,12 @@ async fn a_panicking_manager_does_not_poison_the_pool() {
     }
 }
 
-/// A manager whose validation takes 100 ms, so that an acquire can be cancelled in the middle of it.
-#[derive(Debug)]
-struct SlowValidation;
-
-impl aqueduct_pool::Manager for SlowValidation {
-    type Connection = u32;
-    type Error = std::io::Error;
-
-    async fn connect(&self) -> Result<u32, std::io::Error> {
-        Ok(1)
-    }
-
-    async fn recycle(&self, _: &mut u32, validate: bool) -> Result<(), std::io::Error> {
-        if validate {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(())
-    }
-}
-
 /// An acquire cancelled while validating leaves the counters exact, whatever the backend does with
 /// the half-checked connection: every connection created is open or counted as evicted.
 #[tokio::test(start_paused = true)]
 async fn an_acquire_cancelled_during_validation_keeps_the_counters_exact() {
     for &backend in Backend::all() {
-        let pool = aqueduct_pool::Pool::builder(SlowValidation)
+        let pool = aqueduct_pool::Pool::builder(common::SlowValidation(Duration::from_millis(100)))
             .backend(backend)
             .max_size(1)
             .validate_after_idle(Duration::ZERO)

@@ -288,3 +288,42 @@ async fn expire_all_opens_nothing() {
         );
     }
 }
+
+/// Reaping closes what must close first (here, an expired connection) and only then what is idle
+/// too long, within what `min_size` allows: whatever order the backend keeps its idle connections
+/// in, the pool stays at `min_size` and opens nothing.
+#[tokio::test(start_paused = true)]
+async fn reaping_an_expired_and_an_idle_connection_keeps_min_size() {
+    for &backend in Backend::all() {
+        let (builder, database) = common::builder(backend);
+        let pool = builder
+            .min_size(1)
+            .max_size(2)
+            .idle_timeout(Duration::from_secs(30))
+            .max_lifetime(Duration::from_secs(100))
+            .lifetime_jitter(Duration::ZERO)
+            .validate_after_idle(None)
+            .maintenance_interval(Duration::from_secs(1))
+            .build()
+            .await
+            .expect("builds");
+        // The warm connection expires at 100 s.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let first = pool.acquire().await.expect("the warm connection");
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        let second = pool.acquire().await.expect("a new connection");
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        // At 69.5 s: idle too long by the tick at 100 s.
+        drop(second);
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        // At 80.5 s: queued behind `second`, expired at 100 s.
+        drop(first);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let status = pool.status();
+        assert_eq!(
+            (status.size, status.evicted, database.opened()),
+            (1, 1, 2),
+            "{backend:?}: {status:?}"
+        );
+    }
+}

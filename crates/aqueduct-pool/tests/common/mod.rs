@@ -34,6 +34,27 @@ impl Manager for Fake {
     }
 }
 
+/// A manager whose validation (`recycle` asked to validate) takes the given time, so that a
+/// checkout can be cancelled in the middle of it or outlast a caller's patience.
+#[derive(Debug, Clone, Copy)]
+pub struct SlowValidation(pub Duration);
+
+impl Manager for SlowValidation {
+    type Connection = u32;
+    type Error = std::io::Error;
+
+    async fn connect(&self) -> Result<u32, std::io::Error> {
+        Ok(1)
+    }
+
+    async fn recycle(&self, _: &mut u32, validate: bool) -> Result<(), std::io::Error> {
+        if validate {
+            tokio::time::sleep(self.0).await;
+        }
+        Ok(())
+    }
+}
+
 /// A builder over a fresh fake database, with maintenance rare enough not to interfere.
 pub fn builder(backend: Backend) -> (PoolBuilder<Fake>, FakeDatabase) {
     let fake = Fake::default();
