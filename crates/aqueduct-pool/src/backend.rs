@@ -177,6 +177,15 @@ impl<M: Manager> bb8::ManageConnection for Bb8Adapter<M> {
             // The maintenance reaper is taking idle connections out to judge them itself.
             return Ok(());
         }
+        /// Counts a checkout as validating until it ends or is dropped.
+        struct Validating<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Validating<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.core.bb8_validating.fetch_add(1, Ordering::AcqRel);
+        let _validating = Validating(&self.core.bb8_validating);
         if self.core.recycle(slot).await { Ok(()) } else { Err(Bb8Failure) }
     }
 

@@ -22,6 +22,13 @@ use crate::status::PoolStatus;
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(10);
 /// The longest pause between connect attempts inside one `acquire`.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// How long a caller waits in bb8's `get` without progress before asking bb8 anew; it doubles up
+/// to [`BB8_MAX_RESTART`] (see `checkout_bb8`).
+#[cfg(feature = "bb8")]
+const BB8_FIRST_RESTART: Duration = Duration::from_millis(50);
+/// The longest wait in bb8's `get` without progress before asking bb8 anew.
+#[cfg(feature = "bb8")]
+const BB8_MAX_RESTART: Duration = Duration::from_secs(30);
 /// The first pause of `close` between looks at the connections still checked out; it doubles up
 /// to [`MAX_CLOSE_RECHECK`] (a return normally tells `close` at once).
 const FIRST_CLOSE_RECHECK: Duration = Duration::from_millis(1);
@@ -423,8 +430,13 @@ impl<M: Manager> Pool<M> {
     /// bb8 reports a failed connect only to its error sink and keeps the caller waiting for the
     /// next connection, so the adapter counts each failure of bb8's spawned connects and wakes the
     /// waiting callers: a caller returns what failed since it began (a panic, a connect error, or a
-    /// timeout), or `Closed` once `close` has begun. bb8's `get` itself is never cancelled here, so
-    /// a validation round trip runs to its end.
+    /// timeout), or `Closed` once `close` has begun.
+    ///
+    /// bb8 gives a waiter a connect of its own only when it finds fewer connects pending than
+    /// waiters, so a caller that arrives as a failed connect is still being counted can be left with
+    /// none and nothing to wake it. As a safety net, a `get` that has made no progress for a while
+    /// (50 ms, doubling up to 30 s) is started again, which asks bb8 anew; never while a validation
+    /// runs, which would be cut off and started over.
     #[cfg(feature = "bb8")]
     async fn checkout_bb8(
         &self,
@@ -434,6 +446,9 @@ impl<M: Manager> Pool<M> {
         let core = &self.shared.core;
         let failures_before = core.bb8_failures.load(Ordering::Acquire);
         let mut getting = pin!(pool.get_owned());
+        let mut pause = BB8_FIRST_RESTART;
+        // Armed only once the `get` waits.
+        let mut restart: Option<Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             // Registered before the looks below, so that no event between them is missed.
             let mut event = pin!(core.bb8_event.notified());
@@ -450,18 +465,29 @@ impl<M: Manager> Pool<M> {
                     None => Failure::ConnectTimeout,
                 });
             }
-            let got = std::future::poll_fn(|context| {
+            let woken = std::future::poll_fn(|context| {
                 if let Poll::Ready(got) = getting.as_mut().poll(context) {
                     return Poll::Ready(Some(got));
                 }
-                event.as_mut().poll(context).map(|()| None)
+                if event.as_mut().poll(context).is_ready() {
+                    return Poll::Ready(None);
+                }
+                let timer = restart.get_or_insert_with(|| Box::pin(tokio::time::sleep(pause)));
+                timer.as_mut().poll(context).map(|()| None)
             })
             .await;
-            if let Some(got) = got {
+            if let Some(got) = woken {
                 // bb8 errs only when its own (one-year) connection timeout passes.
                 return got
                     .map(|connection| Held::Bb8(connection, permit))
                     .map_err(|_| Failure::ConnectTimeout);
+            }
+            if restart.as_ref().is_some_and(|timer| timer.is_elapsed()) {
+                if core.bb8_validating.load(Ordering::Acquire) == 0 {
+                    getting.set(pool.get_owned());
+                }
+                pause = (pause * 2).min(BB8_MAX_RESTART);
+                restart = None;
             }
         }
     }

@@ -321,3 +321,52 @@ async fn a_top_up_timing_out_does_not_fail_a_caller_connecting_on_time() {
         assert!(tried.is_ok(), "{backend:?}: {tried:?}");
     }
 }
+
+/// A manager whose every connect is refused at once.
+#[derive(Debug, Clone, Copy)]
+struct Refusing;
+
+impl aqueduct_pool::Manager for Refusing {
+    type Connection = u32;
+    type Error = std::io::Error;
+
+    async fn connect(&self) -> Result<u32, std::io::Error> {
+        Err(std::io::Error::other("refused"))
+    }
+}
+
+/// Callers racing against a refusing server on several threads always get their error: none is
+/// left waiting for a connect that nobody started (bb8 gives a waiter no connect of its own while
+/// it still counts a failed one as pending).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn try_acquire_against_a_refusing_server_never_hangs() {
+    for &backend in Backend::all() {
+        let pool = aqueduct_pool::Pool::builder(Refusing)
+            .backend(backend)
+            .max_size(4)
+            .lazy(true)
+            .build()
+            .await
+            .expect("a lazy pool builds");
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    for round in 0..5_000u32 {
+                        let tried =
+                            tokio::time::timeout(Duration::from_secs(10), pool.try_acquire()).await;
+                        match tried {
+                            Ok(result) => assert!(result.is_err(), "the server refuses"),
+                            Err(_) => return Some(round),
+                        }
+                    }
+                    None
+                })
+            })
+            .collect();
+        for caller in callers {
+            let hung = caller.await.expect("no panic");
+            assert_eq!(hung, None, "{backend:?}: a try_acquire hung; {:?}", pool.status());
+        }
+    }
+}
