@@ -258,15 +258,7 @@ async fn try_acquire_reports_a_refused_connect_at_once() {
 #[tokio::test(start_paused = true)]
 async fn try_acquire_waits_out_a_validation_longer_than_a_second() {
     for &backend in Backend::all() {
-        let pool =
-            aqueduct_pool::Pool::builder(common::SlowValidation(Duration::from_millis(1500)))
-                .backend(backend)
-                .max_size(1)
-                .validate_after_idle(Duration::ZERO)
-                .build()
-                .await
-                .expect("builds");
-        drop(pool.acquire().await.expect("first checkout"));
+        let pool = common::validating_pool(backend, Duration::from_millis(1500)).await;
         let validated = pool.status().validated;
         let started = Instant::now();
         let tried = tokio::time::timeout(Duration::from_secs(60), pool.try_acquire()).await;

@@ -122,14 +122,7 @@ async fn a_panicking_manager_does_not_poison_the_pool() {
 #[tokio::test(start_paused = true)]
 async fn an_acquire_cancelled_during_validation_keeps_the_counters_exact() {
     for &backend in Backend::all() {
-        let pool = aqueduct_pool::Pool::builder(common::SlowValidation(Duration::from_millis(100)))
-            .backend(backend)
-            .max_size(1)
-            .validate_after_idle(Duration::ZERO)
-            .build()
-            .await
-            .expect("builds");
-        drop(pool.acquire().await.expect("acquires"));
+        let pool = common::validating_pool(backend, Duration::from_millis(100)).await;
         let cancelled = tokio::time::timeout(Duration::from_millis(50), pool.acquire()).await;
         assert!(cancelled.is_err(), "{backend:?}: cancelled during validation");
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -55,6 +55,20 @@ impl Manager for SlowValidation {
     }
 }
 
+/// A pool of one [`SlowValidation`] connection that validates at every checkout after its first,
+/// already checked out once and returned: the next checkout validates for `validation`.
+pub async fn validating_pool(backend: Backend, validation: Duration) -> Pool<SlowValidation> {
+    let pool = Pool::builder(SlowValidation(validation))
+        .backend(backend)
+        .max_size(1)
+        .validate_after_idle(Duration::ZERO)
+        .build()
+        .await
+        .expect("builds");
+    drop(pool.acquire().await.expect("the first checkout"));
+    pool
+}
+
 /// A builder over a fresh fake database, with maintenance rare enough not to interfere.
 pub fn builder(backend: Backend) -> (PoolBuilder<Fake>, FakeDatabase) {
     let fake = Fake::default();
