@@ -177,21 +177,40 @@ impl<M: Manager> bb8::ManageConnection for Bb8Adapter<M> {
             // The maintenance reaper is taking idle connections out to judge them itself.
             return Ok(());
         }
-        /// Counts a checkout as validating until it ends or is dropped.
-        struct Validating<'a>(&'a std::sync::atomic::AtomicUsize);
-        impl Drop for Validating<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        self.core.bb8_validating.fetch_add(1, Ordering::AcqRel);
-        let _validating = Validating(&self.core.bb8_validating);
-        if self.core.recycle(slot).await { Ok(()) } else { Err(Bb8Failure) }
+        let mut checking = std::pin::pin!(self.core.recycle(slot));
+        let kept = std::future::poll_fn(|context| {
+            let polled = checking.as_mut().poll(context);
+            VALIDATING.set(polled.is_pending());
+            polled
+        })
+        .await;
+        if kept { Ok(()) } else { Err(Bb8Failure) }
     }
 
     fn has_broken(&self, slot: &mut Box<Slot<M>>) -> bool {
         slot.broken || self.core.closing.load(Ordering::Acquire)
     }
+}
+
+#[cfg(feature = "bb8")]
+thread_local! {
+    /// Whether the checkout this thread polled last was left waiting inside `is_valid`. bb8 runs
+    /// `is_valid` inside the caller's `get`, on the caller's thread, so a caller that clears this
+    /// before polling its `get` learns afterwards whether its own checkout is validating (see
+    /// [`poll_own_get`]).
+    static VALIDATING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Polls a caller's bb8 `get` and says whether that poll left it inside a validation, so that the
+/// caller does not restart a `get` that is validating (which would cut the round trip off).
+#[cfg(feature = "bb8")]
+pub(crate) fn poll_own_get<F: Future>(
+    getting: std::pin::Pin<&mut F>,
+    context: &mut std::task::Context<'_>,
+) -> (std::task::Poll<F::Output>, bool) {
+    VALIDATING.set(false);
+    let polled = getting.poll(context);
+    (polled, VALIDATING.replace(false))
 }
 
 #[cfg(feature = "bb8")]

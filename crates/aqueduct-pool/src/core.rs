@@ -56,10 +56,6 @@ pub(crate) struct Core<M: Manager> {
     /// bb8's `get`.
     #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
     pub(crate) bb8_event: Notify,
-    /// bb8 checkouts validating right now, so that a waiting caller does not restart a `get` that
-    /// may be running one.
-    #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
-    pub(crate) bb8_validating: AtomicUsize,
     /// The last error of a connect no caller was waiting on (background top-up, bb8's spawned connects).
     last_connect_error: Mutex<Option<M::Error>>,
     /// The time settings of the checkout and return checks, and the maintenance ticks.
@@ -233,7 +229,6 @@ impl<M: Manager> Core<M> {
             panic: Mutex::new(None),
             bb8_failures: AtomicU64::new(0),
             bb8_event: Notify::new(),
-            bb8_validating: AtomicUsize::new(0),
             last_connect_error: Mutex::new(None),
             clock: Clock::new(&config),
             expiry: Arc::new(crate::expiry::Expiry::new()),

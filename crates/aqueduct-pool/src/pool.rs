@@ -435,8 +435,8 @@ impl<M: Manager> Pool<M> {
     /// bb8 gives a waiter a connect of its own only when it finds fewer connects pending than
     /// waiters, so a caller that arrives as a failed connect is still being counted can be left with
     /// none and nothing to wake it. As a safety net, a `get` that has made no progress for a while
-    /// (50 ms, doubling up to 30 s) is started again, which asks bb8 anew; never while a validation
-    /// runs, which would be cut off and started over.
+    /// (50 ms, doubling up to 30 s) is started again, which asks bb8 anew; never while its own
+    /// validation runs, which would be cut off and started over.
     #[cfg(feature = "bb8")]
     async fn checkout_bb8(
         &self,
@@ -449,6 +449,8 @@ impl<M: Manager> Pool<M> {
         let mut pause = BB8_FIRST_RESTART;
         // Armed only once the `get` waits.
         let mut restart: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        // Whether the last poll of `getting` left it inside its own validation.
+        let mut validating = false;
         loop {
             // Registered before the looks below, so that no event between them is missed.
             let mut event = pin!(core.bb8_event.notified());
@@ -466,7 +468,10 @@ impl<M: Manager> Pool<M> {
                 });
             }
             let woken = std::future::poll_fn(|context| {
-                if let Poll::Ready(got) = getting.as_mut().poll(context) {
+                let (polled, in_validation) =
+                    crate::backend::poll_own_get(getting.as_mut(), context);
+                validating = in_validation;
+                if let Poll::Ready(got) = polled {
                     return Poll::Ready(Some(got));
                 }
                 if event.as_mut().poll(context).is_ready() {
@@ -483,7 +488,7 @@ impl<M: Manager> Pool<M> {
                     .map_err(|_| Failure::ConnectTimeout);
             }
             if restart.as_ref().is_some_and(|timer| timer.is_elapsed()) {
-                if core.bb8_validating.load(Ordering::Acquire) == 0 {
+                if !validating {
                     getting.set(pool.get_owned());
                 }
                 pause = (pause * 2).min(BB8_MAX_RESTART);
