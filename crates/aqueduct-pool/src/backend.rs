@@ -199,6 +199,11 @@ thread_local! {
     /// before polling its `get` learns afterwards whether its own checkout is validating (see
     /// [`poll_own_get`]).
     static VALIDATING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+
+    /// Set while this thread's maintenance takes bb8's idle connections out (see [`reap_bb8`]):
+    /// `is_valid` then passes them without a check. Per thread, so that a caller's checkout on
+    /// another thread meanwhile still runs its full checks.
+    static REAPING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Polls a caller's bb8 `get` and says whether that poll left it inside a validation, so that the
@@ -211,14 +216,6 @@ pub(crate) fn poll_own_get<F: Future>(
     VALIDATING.set(false);
     let polled = getting.poll(context);
     (polled, VALIDATING.replace(false))
-}
-
-#[cfg(feature = "bb8")]
-thread_local! {
-    /// Set while this thread's maintenance takes bb8's idle connections out (see [`reap_bb8`]):
-    /// `is_valid` then passes them without a check. Per thread, so that a caller's checkout on
-    /// another thread meanwhile still runs its full checks.
-    static REAPING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Closes bb8's idle connections that are broken, expired, retired or idle too long (never going
@@ -257,16 +254,10 @@ pub(crate) fn reap_bb8<M: Manager>(pool: &bb8::Pool<Bb8Adapter<M>>, core: &Core<
         connection.broken |= !core.keeps_idle(connection, now);
     }
     let closing = taken.iter().filter(|connection| connection.broken).count();
-    let mut removable = core
-        .counters
-        .size
-        .load(std::sync::atomic::Ordering::Acquire)
-        .saturating_sub(closing)
-        .saturating_sub(core.min_size());
+    let mut idled_out = core.idleness_budget(now, closing);
     for connection in &mut taken {
-        if !connection.broken && removable > 0 && core.idle_too_long(connection, now) {
+        if !connection.broken && idled_out(connection) {
             connection.broken = true;
-            removable -= 1;
         }
     }
     drop(taken);

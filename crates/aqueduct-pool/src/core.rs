@@ -330,6 +330,27 @@ impl<M: Manager> Core<M> {
             && self.counters.size.load(Ordering::Acquire) > self.config.min_size
     }
 
+    /// Judges idle slots, one after the other, for closing for idleness at `now` without going below
+    /// `min_size`, `closing` connections being about to close anyway: true for a slot idle too long
+    /// while the budget lasts. Reaping of both backends judges through this.
+    pub(crate) fn idleness_budget(
+        &self,
+        now: Instant,
+        closing: usize,
+    ) -> impl FnMut(&Slot<M>) -> bool + '_ {
+        let mut removable = self
+            .counters
+            .size
+            .load(Ordering::Acquire)
+            .saturating_sub(closing)
+            .saturating_sub(self.min_size());
+        move |slot| {
+            let idled_out = removable > 0 && self.idle_too_long(slot, now);
+            removable -= usize::from(idled_out);
+            idled_out
+        }
+    }
+
     /// A connection opened ahead of demand (warm start, background top-up), if any is left.
     pub(crate) fn pop_stashed(&self) -> Option<Slot<M>> {
         lock(&self.stash).pop()

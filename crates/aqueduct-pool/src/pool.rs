@@ -775,13 +775,7 @@ impl<M: Manager> Shared<M> {
                 drop(pool.retain(|slot, _| core.keeps_idle(slot, now)));
                 // The removed slots are dropped by now, so the size is exact: idleness may close only
                 // the connections above `min_size`.
-                let mut removable =
-                    core.counters.size.load(Ordering::Acquire).saturating_sub(core.min_size());
-                let mut idled_out = |slot: &crate::core::Slot<M>| {
-                    let idle_too_long = core.idle_too_long(slot, now) && removable > 0;
-                    removable -= usize::from(idle_too_long);
-                    idle_too_long
-                };
+                let mut idled_out = core.idleness_budget(now, 0);
                 lock(&core.stash).retain(|slot| !idled_out(slot));
                 drop(pool.retain(|slot, _| !idled_out(slot)));
             }
